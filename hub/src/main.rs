@@ -1,1 +1,182 @@
-fn main() {}
+//! `hark`: parse the command line, set up logging, run the command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use hark_hub::cli;
+
+#[derive(Debug, Parser)]
+#[command(name = "hark", version, about = "A privacy-first voice-assistant hub")]
+struct Cli {
+    /// Config file (default: $HARK_CONFIG, else /etc/hark/hark.toml if present, else built-in defaults)
+    #[arg(long, short, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log format on stderr; the level comes from RUST_LOG (default: info)
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the hub (with no mqtt.url, also its embedded broker on 127.0.0.1:1883)
+    Run,
+    /// Write a commented default config file
+    Init {
+        /// Where to write it (default: --config, else ./hark.toml)
+        path: Option<PathBuf>,
+        /// Overwrite an existing file
+        #[arg(long)]
+        force: bool,
+    },
+    /// Publish one intent as satellite <SAT> and print the reply
+    Send {
+        /// Satellite id (1-64 of A-Z a-z 0-9 _ -)
+        sat: String,
+        /// Intent, e.g. timer.set
+        intent: String,
+        /// Arguments as key=value, e.g. duration=5m label=pasta
+        args: Vec<String>,
+        /// Seconds to wait for the reply
+        #[arg(long, default_value_t = 5.0)]
+        timeout: f64,
+    },
+    /// Audit log tools
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain; names the first broken record
+    Verify {
+        /// Log file (default: audit.path of the config)
+        file: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hark: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        // rumqttd logs every satellite's connection troubles as errors; they
+        // are the broker's business. RUST_LOG=info,rumqttd=info shows them.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=off,rumqttc=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    // One thread is plenty for a hub that mostly waits; sandboxed skills get
+    // their own worker threads.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Init { path, force } => {
+            let path = path
+                .or(cli.config)
+                .unwrap_or_else(|| PathBuf::from("hark.toml"));
+            cli::init(&path, force)?;
+            println!(
+                "wrote {}; start the hub with: hark run --config {}",
+                path.display(),
+                path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run => {
+            let (config, source) = cli::load_config(cli.config.as_deref())?;
+            match &source {
+                Some(path) => tracing::info!("config {}", path.display()),
+                None => tracing::info!("no config file; using the defaults"),
+            }
+            runtime()?.block_on(hark_hub::run(config, shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Send {
+            sat,
+            intent,
+            args,
+            timeout,
+        } => {
+            let (config, _) = cli::load_config(cli.config.as_deref())?;
+            let args = cli::send::parse_args(&args)?;
+            if !(timeout.is_finite() && timeout > 0.0) {
+                anyhow::bail!("--timeout must be a positive number of seconds");
+            }
+            let timeout = Duration::from_secs_f64(timeout);
+            let reply =
+                runtime()?.block_on(cli::send::send(&config.mqtt, &sat, &intent, args, timeout))?;
+            println!("{}", serde_json::to_string_pretty(&reply)?);
+            Ok(if reply.status == hark_skill_sdk::Status::Ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { file },
+        } => {
+            let path = match file {
+                Some(file) => file,
+                None => cli::load_config(cli.config.as_deref())?.0.audit_path,
+            };
+            let (line, intact) = cli::audit_verify(&path);
+            println!("{line}");
+            Ok(if intact {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for signals; stop the hub with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

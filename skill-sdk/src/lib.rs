@@ -11,8 +11,8 @@
 //! impls for the hub.
 //!
 //! Layout:
-//! - [`manifest`]: manifests, permissions and their risk, name rules
-//! - [`wire`]: intent, reply, status, error bodies
+//! - [`manifest`] — manifests, permissions and their risk, name rules
+//! - [`wire`] — intent, reply, status, error bodies
 
 #![no_std]
 

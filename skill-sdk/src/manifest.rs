@@ -82,7 +82,10 @@ impl Manifest {
     pub fn problems(&self) -> Vec<ManifestProblem> {
         let mut problems = Vec::new();
         let mut problem = |field: &str, message: String| {
-            problems.push(ManifestProblem { field: field.to_string(), message })
+            problems.push(ManifestProblem {
+                field: field.to_string(),
+                message,
+            })
         };
         if let Err(message) = check_name(&self.name) {
             problem("name", message);
@@ -147,7 +150,10 @@ impl Manifest {
 
     /// The parsed permissions; call after [`Manifest::problems`] came back empty.
     pub fn parsed_permissions(&self) -> Vec<Permission> {
-        self.permissions.iter().filter_map(|p| Permission::parse(p).ok()).collect()
+        self.permissions
+            .iter()
+            .filter_map(|p| Permission::parse(p).ok())
+            .collect()
     }
 }
 
@@ -160,7 +166,10 @@ pub fn check_name(name: &str) -> Result<(), String> {
         if part.is_empty() {
             return Err(format!("\"{name}\" has an empty part between dots"));
         }
-        if let Some(c) = part.chars().find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '_')) {
+        if let Some(c) = part
+            .chars()
+            .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '_'))
+        {
             return Err(format!(
                 "\"{name}\" contains '{c}'; use lower-case letters, digits, '_' and '.'"
             ));
@@ -174,7 +183,9 @@ fn is_version(v: &str) -> bool {
     let parts: Vec<&str> = core.split('.').collect();
     v.len() <= 64
         && parts.len() == 3
-        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// How much harm a permission can do in the wrong hands (SPEC §3).
@@ -227,7 +238,9 @@ impl Permission {
             "secrets.read" => {
                 let id = need_arg("secret id")?;
                 if id.len() > 64
-                    || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+                    || !id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
                 {
                     return Err(format!(
                         "secret id \"{id}\" must be 1 to 64 characters of A-Z a-z 0-9 _ . -"
@@ -238,7 +251,9 @@ impl Permission {
             "net.http" => {
                 let host = need_arg("host")?;
                 if host.len() > 253
-                    || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+                    || !host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
                 {
                     return Err(format!("\"{host}\" is not a host name"));
                 }
@@ -285,7 +300,9 @@ pub fn check_topic_filter(filter: &str) -> Result<(), String> {
     let levels: Vec<&str> = filter.split('/').collect();
     for (i, level) in levels.iter().enumerate() {
         if level.contains('#') && (*level != "#" || i + 1 != levels.len()) {
-            return Err(format!("\"{filter}\": '#' may only be the whole last level"));
+            return Err(format!(
+                "\"{filter}\": '#' may only be the whole last level"
+            ));
         }
         if level.contains('+') && *level != "+" {
             return Err(format!("\"{filter}\": '+' must fill a whole level"));
@@ -325,13 +342,16 @@ mod tests {
             "permissions": ["timer", "audio.play"]
         }));
         assert_eq!(m.problems(), Vec::new());
-        assert_eq!(m.parsed_permissions(), [Permission::Timer, Permission::AudioPlay]);
+        assert_eq!(
+            m.parsed_permissions(),
+            [Permission::Timer, Permission::AudioPlay]
+        );
     }
 
     #[test]
     fn unknown_fields_are_refused_with_their_name() {
-        let err = Manifest::from_json(r#"{"name":"a","version":"1.0.0","colour":"red"}"#)
-            .unwrap_err();
+        let err =
+            Manifest::from_json(r#"{"name":"a","version":"1.0.0","colour":"red"}"#).unwrap_err();
         assert!(err.contains("colour"), "{err}");
     }
 
@@ -342,7 +362,10 @@ mod tests {
             "permissions": ["kv", "teleport", "mqtt.publish:home/#/x"]
         }));
         let fields: Vec<String> = m.problems().into_iter().map(|p| p.field).collect();
-        assert_eq!(fields, ["name", "version", "permissions[1]", "permissions[2]"]);
+        assert_eq!(
+            fields,
+            ["name", "version", "permissions[1]", "permissions[2]"]
+        );
     }
 
     #[test]
@@ -354,7 +377,11 @@ mod tests {
         let problems = m.problems();
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].field, "trusted");
-        assert!(problems[0].message.contains("mqtt.publish:home/lights/+/set"));
+        assert!(
+            problems[0]
+                .message
+                .contains("mqtt.publish:home/lights/+/set")
+        );
     }
 
     #[test]
@@ -364,7 +391,12 @@ mod tests {
             Permission::parse("secrets.read:weather_api").unwrap(),
             Permission::SecretsRead("weather_api".into())
         );
-        assert_eq!(Permission::parse("net.http:API.example.com").unwrap().risk(), Risk::High);
+        assert_eq!(
+            Permission::parse("net.http:API.example.com")
+                .unwrap()
+                .risk(),
+            Risk::High
+        );
         assert!(Permission::parse("kv:extra").is_err());
         assert!(Permission::parse("mqtt.publish").is_err());
         assert!(Permission::parse("mqtt.publish:").is_err());
@@ -373,8 +405,14 @@ mod tests {
 
     #[test]
     fn topic_filters_match_like_mqtt() {
-        assert!(topic_matches("home/lights/+/set", "home/lights/kitchen/set"));
-        assert!(!topic_matches("home/lights/+/set", "home/lights/kitchen/get"));
+        assert!(topic_matches(
+            "home/lights/+/set",
+            "home/lights/kitchen/set"
+        ));
+        assert!(!topic_matches(
+            "home/lights/+/set",
+            "home/lights/kitchen/get"
+        ));
         assert!(!topic_matches("home/lights/+/set", "home/lights/set"));
         assert!(topic_matches("home/#", "home/a/b/c"));
         assert!(topic_matches("home/#", "home"));

@@ -34,7 +34,10 @@ pub struct SkillReply {
 
 impl SkillReply {
     pub fn speech(speech: impl Into<String>) -> SkillReply {
-        SkillReply { speech: Some(speech.into()), data: None }
+        SkillReply {
+            speech: Some(speech.into()),
+            data: None,
+        }
     }
 
     pub fn with_data(mut self, data: Value) -> SkillReply {

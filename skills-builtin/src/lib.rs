@@ -1,1 +1,293 @@
-//! placeholder
+//! Hark's compiled-in skills, and the [`Host`] trait the hub implements for them.
+//!
+//! A built-in skill is plain Rust: it reads an [`Intent`] whose `args` already
+//! passed its manifest's schema, asks the [`Host`] for the effects it needs
+//! (timers, sounds, stopping things) and answers with speech a person wants to
+//! hear. Skills hold no state of their own; the hub owns timers and playback,
+//! so a skill can be tested against a small in-memory host.
+//!
+//! Layout:
+//! - [`duration`] — spoken and written durations, both ways
+//! - [`timer`] — `timer.set`
+//! - [`cancel`] — `system.cancel`
+//! - [`audio`] — `audio.play`
+
+use std::time::Duration;
+
+pub use hark_skill_sdk::{Intent, Manifest, SkillReply};
+
+pub mod audio;
+pub mod cancel;
+pub mod duration;
+pub mod timer;
+
+/// A running timer as skills see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerView {
+    pub id: String,
+    pub label: Option<String>,
+    pub total: Duration,
+    pub remaining: Duration,
+}
+
+/// Where a sound plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The hub's own speaker.
+    Hub,
+    /// The asking satellite's speaker (the hub tells it to play).
+    Satellite,
+}
+
+impl Target {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Hub => "hub",
+            Target::Satellite => "satellite",
+        }
+    }
+}
+
+/// A playback that has started.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlaybackView {
+    pub id: String,
+    pub sound: String,
+    pub target: Target,
+    pub duration: Duration,
+}
+
+/// What [`Host::stop_activity`] stopped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stopped {
+    pub playbacks: usize,
+    pub calls: usize,
+}
+
+/// A refusal or failure from the host, in words a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostError {
+    pub code: &'static str,
+    pub message: String,
+    /// The argument at fault (a JSON pointer into the request) when the
+    /// request asked for something unusable rather than the host failing.
+    pub pointer: Option<&'static str>,
+}
+
+/// The effects the hub offers built-in skills. Every method acts on behalf of
+/// one satellite and never blocks for long.
+pub trait Host {
+    fn start_timer(
+        &self,
+        satellite: &str,
+        label: Option<&str>,
+        duration: Duration,
+    ) -> Result<TimerView, HostError>;
+    /// The satellite's timers, soonest first.
+    fn timers(&self, satellite: &str) -> Vec<TimerView>;
+    /// Cancels the given timers of this satellite; returns those it cancelled.
+    fn cancel_timers(&self, satellite: &str, ids: &[String]) -> Vec<TimerView>;
+    fn play(
+        &self,
+        satellite: &str,
+        sound: &str,
+        target: Target,
+        volume: f32,
+    ) -> Result<PlaybackView, HostError>;
+    /// Stops the satellite's playback and its in-flight skill calls other than
+    /// `request_id` (the cancel request itself).
+    fn stop_activity(&self, satellite: &str, request_id: &str) -> Stopped;
+}
+
+/// Why a built-in skill did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkillError {
+    /// An argument passed the schema but means nothing usable ("5 blorps").
+    Invalid { pointer: String, message: String },
+    /// The skill could not do it (too many timers, a broken sound file).
+    Failed { code: String, message: String },
+}
+
+impl SkillError {
+    pub fn invalid(pointer: &str, message: impl Into<String>) -> SkillError {
+        SkillError::Invalid {
+            pointer: pointer.to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            SkillError::Invalid { message, .. } | SkillError::Failed { message, .. } => message,
+        }
+    }
+}
+
+impl From<HostError> for SkillError {
+    fn from(e: HostError) -> SkillError {
+        match e.pointer {
+            Some(pointer) => SkillError::Invalid {
+                pointer: pointer.to_string(),
+                message: e.message,
+            },
+            None => SkillError::Failed {
+                code: e.code.to_string(),
+                message: e.message,
+            },
+        }
+    }
+}
+
+/// A compiled-in skill.
+pub trait BuiltinSkill: Send + Sync {
+    /// The skill's manifest, as JSON text from `manifests/`.
+    fn manifest_json(&self) -> &'static str;
+    fn handle(&self, intent: &Intent, host: &dyn Host) -> Result<SkillReply, SkillError>;
+}
+
+/// Every built-in skill.
+pub fn all() -> Vec<Box<dyn BuiltinSkill>> {
+    vec![
+        Box::new(timer::TimerSet),
+        Box::new(cancel::SystemCancel),
+        Box::new(audio::AudioPlay),
+    ]
+}
+
+/// Upper-cases the first letter, for speech that starts with a label.
+pub(crate) fn capitalize(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(c) => c.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// "a", "a and b", "a, b and c".
+pub(crate) fn join_words(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+/// An in-memory [`Host`] for the skills' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use std::cell::RefCell;
+
+    #[derive(Default)]
+    pub struct FakeHost {
+        pub timers: RefCell<Vec<(String, TimerView)>>,
+        pub played: RefCell<Vec<(String, String, Target, f32)>>,
+        pub playing: RefCell<Vec<String>>,
+        pub calls: RefCell<usize>,
+    }
+
+    impl Host for FakeHost {
+        fn start_timer(
+            &self,
+            satellite: &str,
+            label: Option<&str>,
+            duration: Duration,
+        ) -> Result<TimerView, HostError> {
+            let mut timers = self.timers.borrow_mut();
+            let view = TimerView {
+                id: format!("t-{}", timers.len() + 1),
+                label: label.map(str::to_string),
+                total: duration,
+                remaining: duration,
+            };
+            timers.push((satellite.to_string(), view.clone()));
+            Ok(view)
+        }
+        fn timers(&self, satellite: &str) -> Vec<TimerView> {
+            self.timers
+                .borrow()
+                .iter()
+                .filter(|(s, _)| s == satellite)
+                .map(|(_, t)| t.clone())
+                .collect()
+        }
+        fn cancel_timers(&self, satellite: &str, ids: &[String]) -> Vec<TimerView> {
+            let mut timers = self.timers.borrow_mut();
+            let (gone, kept) = timers
+                .drain(..)
+                .partition(|(s, t)| s == satellite && ids.contains(&t.id));
+            *timers = kept;
+            gone.into_iter()
+                .map(|(_, t): (String, TimerView)| t)
+                .collect()
+        }
+        fn play(
+            &self,
+            satellite: &str,
+            sound: &str,
+            target: Target,
+            volume: f32,
+        ) -> Result<PlaybackView, HostError> {
+            if sound == "missing.wav" {
+                return Err(HostError {
+                    code: "sound_not_found",
+                    message: "There is no sound called missing.wav.".into(),
+                    pointer: None,
+                });
+            }
+            self.played
+                .borrow_mut()
+                .push((satellite.into(), sound.into(), target, volume));
+            self.playing.borrow_mut().push(satellite.into());
+            Ok(PlaybackView {
+                id: "p-1".into(),
+                sound: sound.into(),
+                target,
+                duration: Duration::from_millis(800),
+            })
+        }
+        fn stop_activity(&self, satellite: &str, _request_id: &str) -> Stopped {
+            let mut playing = self.playing.borrow_mut();
+            let before = playing.len();
+            playing.retain(|s| s != satellite);
+            Stopped {
+                playbacks: before - playing.len(),
+                calls: *self.calls.borrow(),
+            }
+        }
+    }
+
+    pub fn intent(name: &str, args: serde_json::Value) -> Intent {
+        Intent {
+            id: "r-1".into(),
+            intent: name.into(),
+            args: args.as_object().cloned().unwrap_or_default(),
+            text: None,
+            confidence: None,
+            satellite: "kitchen".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_manifest_is_valid_and_named_after_its_file() {
+        for skill in all() {
+            let m = Manifest::from_json(skill.manifest_json()).unwrap();
+            assert_eq!(m.problems(), Vec::new(), "{}", m.name);
+            assert!(!m.trusted, "{} must run in the paranoid tier", m.name);
+        }
+    }
+
+    #[test]
+    fn words_join_like_speech() {
+        let w = |v: &[&str]| join_words(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(w(&[]), "");
+        assert_eq!(w(&["pasta"]), "pasta");
+        assert_eq!(w(&["pasta", "eggs"]), "pasta and eggs");
+        assert_eq!(w(&["pasta", "eggs", "tea"]), "pasta, eggs and tea");
+    }
+}

@@ -1,1 +1,474 @@
-//! placeholder
+//! Helpers for Hark's integration tests: real brokers (the embedded rumqttd
+//! and a mosquitto process) on free ports, a real hub on its own thread or as
+//! the `hark` binary, and a satellite client that speaks the native protocol.
+//!
+//! Missing tools fail the test with the command that provides them; nothing
+//! here skips.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hark_hub::Config;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+/// How long a test waits for something that should take milliseconds. Long,
+/// because CI machines are slow; tests assert behaviour, not speed.
+pub const PATIENCE: Duration = Duration::from_secs(15);
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something accepts connections on `addr`.
+pub fn wait_for_port(addr: SocketAddr, what: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start listening on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A directory under the system temp dir, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "hark-test-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A real mosquitto on a free loopback port, killed on drop.
+#[derive(Debug)]
+pub struct Mosquitto {
+    child: Child,
+    pub port: u16,
+    _dir: TempDir,
+}
+
+impl Mosquitto {
+    pub fn start() -> Mosquitto {
+        let dir = TempDir::new("mosquitto");
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n\
+                 persistence false\nmax_queued_messages 10000\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new(mosquitto_binary())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start mosquitto: {e}"));
+        wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), "mosquitto");
+        Mosquitto {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn mosquitto_binary() -> PathBuf {
+    for candidate in [
+        "/usr/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+    ] {
+        if Path::new(candidate).exists() {
+            return PathBuf::from(candidate);
+        }
+    }
+    panic!(
+        "mosquitto is not installed; these tests need a real broker. Install it with \
+         `apt-get install mosquitto` (the README's test command, ./test.sh, does this)"
+    );
+}
+
+/// The `hark` binary built beside this test executable.
+pub fn hark_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test> -> target/<profile>/hark
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|p| p.join("hark"))
+        .unwrap();
+    assert!(
+        bin.exists(),
+        "{} is missing; build it first with `cargo build -p hark-hub --bins` \
+         (the README's test command, ./test.sh, does this)",
+        bin.display()
+    );
+    bin
+}
+
+/// Which broker a hub under test uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BrokerKind {
+    #[default]
+    Embedded,
+    Mosquitto,
+}
+
+/// How to set up a hub under test, beyond its own state dir and broker.
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    pub broker: BrokerKind,
+    /// TOML before the first table (`tier = ...`).
+    pub top: String,
+    /// Extra `[table]`s after the generated ones.
+    pub tables: String,
+    pub media_dir: Option<PathBuf>,
+}
+
+/// A hub config for tests: its own state dir, the given broker line, no
+/// sound card, and what `setup` adds.
+pub fn test_config(state: &Path, broker: &str, setup: &Setup) -> String {
+    let media = setup
+        .media_dir
+        .as_ref()
+        .map(|d| format!("media_dir = \"{}\"\n", d.display()))
+        .unwrap_or_default();
+    format!(
+        "state_dir = \"{}\"\n{}\n[mqtt]\n{broker}\n[audio]\nbackend = \"null\"\n{media}{}\n",
+        state.display(),
+        setup.top,
+        setup.tables
+    )
+}
+
+/// A hub running in this process on its own thread and runtime.
+#[derive(Debug)]
+pub struct Hub {
+    pub port: u16,
+    pub prefix: String,
+    pub state: PathBuf,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+    _mosquitto: Option<Mosquitto>,
+}
+
+impl Hub {
+    /// Starts a hub with the embedded broker and waits until it is online.
+    pub fn start(state: &Path) -> Hub {
+        Hub::start_with(state, &Setup::default())
+    }
+
+    pub fn start_with(state: &Path, setup: &Setup) -> Hub {
+        let (port, mosquitto, broker) = match setup.broker {
+            BrokerKind::Embedded => {
+                let port = free_port();
+                (port, None, format!("listen = \"127.0.0.1:{port}\""))
+            }
+            BrokerKind::Mosquitto => {
+                let m = Mosquitto::start();
+                let url = m.url();
+                (m.port, Some(m), format!("url = \"{url}\""))
+            }
+        };
+        let text = test_config(state, &broker, setup);
+        let config = Config::from_toml(&text, Path::new("test.toml"))
+            .unwrap_or_else(|e| panic!("test config: {e}\n{text}"));
+        let prefix = config.mqtt.prefix.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(hark_hub::run(config, async {
+                let _ = rx.await;
+            }))
+            .map_err(|e| e.to_string())
+        });
+        let hub = Hub {
+            port,
+            prefix,
+            state: state.to_path_buf(),
+            shutdown: Some(tx),
+            thread: Some(thread),
+            _mosquitto: mosquitto,
+        };
+        hub.wait_online();
+        hub
+    }
+
+    fn wait_online(&self) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut watcher =
+                Satellite::connect_as(self.port, &self.prefix, "status-watcher").await;
+            watcher
+                .subscribe(&format!("{}/hub/status", self.prefix))
+                .await;
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let Some((_, status)) = watcher.next_message(remaining).await else {
+                    panic!("the hub did not come online within {PATIENCE:?}");
+                };
+                if status["online"] == json!(true) {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// SIGTERM's equivalent: drain, flush, return.
+    pub fn stop(mut self) -> Result<(), String> {
+        self.shutdown.take().map(|tx| tx.send(()));
+        self.thread.take().unwrap().join().unwrap()
+    }
+
+    pub fn audit_path(&self) -> PathBuf {
+        self.state.join("audit.jsonl")
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A satellite (or any MQTT client) for tests.
+#[derive(Debug)]
+pub struct Satellite {
+    pub name: String,
+    prefix: String,
+    client: AsyncClient,
+    messages: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    subacks: mpsc::UnboundedReceiver<()>,
+    /// Messages received while waiting for another one, oldest first.
+    backlog: std::collections::VecDeque<(String, Value)>,
+    next_id: u64,
+}
+
+impl Satellite {
+    /// Connects as satellite `name` and subscribes to its reply and event topics.
+    pub async fn connect(port: u16, prefix: &str, name: &str) -> Satellite {
+        let mut sat = Satellite::connect_as(port, prefix, name).await;
+        sat.subscribe(&format!("{prefix}/reply/{name}")).await;
+        sat.subscribe(&format!("{prefix}/event/{name}")).await;
+        sat
+    }
+
+    /// Connects without subscribing to anything.
+    pub async fn connect_as(port: u16, prefix: &str, name: &str) -> Satellite {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let client_id = format!(
+            "test-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_max_packet_size(64 * 1024 * 1024, 64 * 1024 * 1024);
+        let (client, mut eventloop) = AsyncClient::new(options, 64);
+        let mut network = eventloop.network_options();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
+        let (tx, messages) = mpsc::unbounded_channel();
+        let (sub_tx, subacks) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if tx.send((p.topic.clone(), p.payload.to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = sub_tx.send(());
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        if tx.is_closed() {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+        Satellite {
+            name: name.to_string(),
+            prefix: prefix.to_string(),
+            client,
+            messages,
+            subacks,
+            backlog: Default::default(),
+            next_id: 0,
+        }
+    }
+
+    pub async fn subscribe(&mut self, filter: &str) {
+        self.client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        tokio::time::timeout(PATIENCE, self.subacks.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no SUBACK for {filter}: is the broker up?"));
+    }
+
+    /// Publishes raw bytes on `topic`.
+    pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload.into())
+            .await
+            .unwrap();
+    }
+
+    /// Publishes raw bytes as this satellite's intent.
+    pub async fn send_raw(&self, payload: impl Into<Vec<u8>>) {
+        let topic = format!("{}/intent/{}", self.prefix, self.name);
+        self.publish(&topic, payload).await;
+    }
+
+    /// Sends `intent` with `args` and returns its reply.
+    pub async fn request(&mut self, intent: &str, args: Value) -> Value {
+        self.next_id += 1;
+        let id = format!("{}-{}", self.name, self.next_id);
+        self.send_raw(json!({"id": id, "intent": intent, "args": args}).to_string())
+            .await;
+        self.reply_for(Some(&id)).await
+    }
+
+    /// The next reply with this id (`None`: an id-less reply).
+    pub async fn reply_for(&mut self, id: Option<&str>) -> Value {
+        let reply_topic = format!("{}/reply/{}", self.prefix, self.name);
+        self.wait_for(PATIENCE, |topic, body| {
+            topic == reply_topic && body["id"].as_str() == id
+        })
+        .await
+        .unwrap_or_else(|| panic!("no reply to {id:?} for {} within {PATIENCE:?}", self.name))
+    }
+
+    /// The next event on this satellite's event topic of kind `event`.
+    pub async fn event(&mut self, event: &str, within: Duration) -> Value {
+        let event_topic = format!("{}/event/{}", self.prefix, self.name);
+        self.wait_for(within, |topic, body| {
+            topic == event_topic && body["event"] == event
+        })
+        .await
+        .unwrap_or_else(|| panic!("no {event} event for {} within {within:?}", self.name))
+    }
+
+    /// The first message (kept from earlier, or new) that `wanted` accepts;
+    /// the others stay in the backlog for later waits.
+    pub async fn wait_for(
+        &mut self,
+        within: Duration,
+        wanted: impl Fn(&str, &Value) -> bool,
+    ) -> Option<Value> {
+        if let Some(i) = self.backlog.iter().position(|(t, b)| wanted(t, b)) {
+            return self.backlog.remove(i).map(|(_, b)| b);
+        }
+        let deadline = Instant::now() + within;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let (topic, body) = self.receive(remaining).await?;
+            if wanted(&topic, &body) {
+                return Some(body);
+            }
+            self.backlog.push_back((topic, body));
+        }
+    }
+
+    /// The next message on any subscribed topic, parsed as JSON (or `null`).
+    pub async fn next_message(&mut self, within: Duration) -> Option<(String, Value)> {
+        if let Some(message) = self.backlog.pop_front() {
+            return Some(message);
+        }
+        self.receive(within).await
+    }
+
+    async fn receive(&mut self, within: Duration) -> Option<(String, Value)> {
+        let (topic, payload) = tokio::time::timeout(within, self.messages.recv())
+            .await
+            .ok()??;
+        Some((
+            topic,
+            serde_json::from_slice(&payload).unwrap_or(Value::Null),
+        ))
+    }
+
+    /// Messages already received, without waiting.
+    pub fn drain(&mut self) -> Vec<(String, Value)> {
+        let mut out: Vec<(String, Value)> = self.backlog.drain(..).collect();
+        while let Ok((topic, payload)) = self.messages.try_recv() {
+            out.push((
+                topic,
+                serde_json::from_slice(&payload).unwrap_or(Value::Null),
+            ));
+        }
+        out
+    }
+}
+
+/// Reads the audit log as JSON values.
+pub fn audit_records(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

@@ -1,0 +1,221 @@
+//! The embedded MQTT broker (rumqttd), for households without one: `hark run`
+//! with no `mqtt.url` starts it on `mqtt.listen` and connects to it like any
+//! other broker.
+//!
+//! rumqttd binds its own listener and offers no hook to set `TCP_NODELAY` on
+//! the sockets it accepts; with Nagle on, a satellite's request and the
+//! hub's reply stall ~40 ms on delayed ACKs. Linux copies `TCP_NODELAY` from a
+//! listening socket to the sockets it accepts, so once rumqttd is listening we
+//! find its listener among our own file descriptors and set it there.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::config::Credentials;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(
+        "the embedded broker cannot listen on {listen}: {source}. Is another broker (mosquitto?) \
+         running there? Point mqtt.url at it, or move mqtt.listen to a free port"
+    )]
+    Bind {
+        listen: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the embedded broker did not start listening on {0} within 5 s")]
+    NotListening(SocketAddr),
+    #[error("cannot start the embedded broker thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Largest packet the embedded broker accepts from a client. Bigger than
+/// `mqtt.max_payload`, so that an oversized intent reaches the hub and is
+/// answered `invalid` instead of silently dropping the satellite's connection.
+pub fn broker_packet_limit(max_payload: usize) -> usize {
+    (max_payload * 32).max(2 * 1024 * 1024)
+}
+
+/// Starts rumqttd on its own thread and returns once it is listening.
+pub fn start(
+    listen: SocketAddr,
+    max_payload: usize,
+    credentials: Option<&Credentials>,
+) -> Result<(), BrokerError> {
+    // rumqttd only logs a failed bind from its thread; find out here, where
+    // the user can be told.
+    std::net::TcpListener::bind(listen).map_err(|source| BrokerError::Bind { listen, source })?;
+
+    let config = broker_config(listen, max_payload, credentials);
+    std::thread::Builder::new()
+        .name("hark-broker".into())
+        .spawn(move || {
+            let mut broker = rumqttd::Broker::new(config);
+            if let Err(e) = broker.start() {
+                tracing::error!("embedded broker stopped: {e}");
+            }
+        })
+        .map_err(BrokerError::Thread)?;
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(fd) = find_listener(listen) {
+            set_nodelay(fd);
+            tracing::info!(%listen, "embedded broker listening");
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(BrokerError::NotListening(listen));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn broker_config(
+    listen: SocketAddr,
+    max_payload: usize,
+    credentials: Option<&Credentials>,
+) -> rumqttd::Config {
+    let connections = rumqttd::ConnectionSettings {
+        connection_timeout_ms: 10_000,
+        max_payload_size: broker_packet_limit(max_payload),
+        max_inflight_count: 256,
+        auth: credentials.map(|c| HashMap::from([(c.username.clone(), c.password.clone())])),
+        external_auth: None,
+        // Without this, a publish to a topic nobody subscribes to is an error.
+        dynamic_filters: true,
+    };
+    let server = rumqttd::ServerSettings {
+        name: "hark".into(),
+        listen,
+        tls: None,
+        next_connection_delay_ms: 1,
+        connections,
+    };
+    rumqttd::Config {
+        id: 0,
+        router: rumqttd::RouterConfig {
+            max_connections: 1024,
+            max_outgoing_packet_count: 256,
+            // rumqttd keeps a commit log per topic filter in memory; a Pi has
+            // little, so keep segments small (but above the packet limit).
+            max_segment_size: broker_packet_limit(max_payload) * 2,
+            max_segment_count: 4,
+            custom_segment: None,
+            initialized_filters: None,
+            shared_subscriptions_strategy: Default::default(),
+        },
+        v4: Some(HashMap::from([("hark".to_string(), server)])),
+        ..Default::default()
+    }
+}
+
+/// Our own file descriptor that listens on exactly `addr`.
+fn find_listener(addr: SocketAddr) -> Option<i32> {
+    let entries = std::fs::read_dir("/proc/self/fd").ok()?;
+    for entry in entries.flatten() {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if is_listening_on(fd, addr) {
+            return Some(fd);
+        }
+    }
+    None
+}
+
+fn is_listening_on(fd: i32, addr: SocketAddr) -> bool {
+    // SAFETY: getsockopt/getsockname only write into the buffers we pass,
+    // with their sizes; on a descriptor that is not a socket they fail.
+    unsafe {
+        let mut listening: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        if libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&raw mut listening).cast(),
+            &mut len,
+        ) != 0
+            || listening == 0
+        {
+            return false;
+        }
+        let mut storage: libc::sockaddr_storage = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        if libc::getsockname(fd, (&raw mut storage).cast(), &mut len) != 0 {
+            return false;
+        }
+        sockaddr_to_std(&storage) == Some(addr)
+    }
+}
+
+fn sockaddr_to_std(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match storage.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in.
+            let sin = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::from((ip, u16::from_be(sin.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6.
+            let sin6 = unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
+            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::from((ip, u16::from_be(sin6.sin6_port))))
+        }
+        _ => None,
+    }
+}
+
+fn set_nodelay(fd: i32) {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt reads `on` for its size; fd is a TCP listener.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&raw const on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::warn!(
+            "could not set TCP_NODELAY on the embedded broker: {}; replies may lag ~40 ms",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_is_found_among_our_descriptors() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let fd = find_listener(addr).expect("our own listener is found");
+        set_nodelay(fd);
+        let client = std::net::TcpStream::connect(addr).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        assert!(
+            accepted.nodelay().unwrap(),
+            "accepted sockets inherit TCP_NODELAY"
+        );
+        drop(client);
+    }
+
+    #[test]
+    fn a_busy_port_is_a_clear_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let err = start(addr, 65536, None).unwrap_err().to_string();
+        assert!(
+            err.contains(&addr.to_string()) && err.contains("mqtt.listen"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,604 @@
+//! The hub's configuration: one TOML file (SPEC §6), read in two phases.
+//!
+//! [`RawConfig`] is what serde reads (unknown keys are an error that names the
+//! key); [`Config`] is what the hub runs on, built by [`RawConfig::validate`]
+//! and unable to hold a bad value. Every key has a default, so no file at all
+//! is a valid configuration.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ct_codecs::{Base64, Decoder};
+use hark_skill_sdk::manifest::check_name;
+use hark_skill_sdk::{Permission, Risk};
+use serde::Deserialize;
+
+use crate::policy::Tier;
+
+/// The hard ceiling of a skill call (SPEC: a strict 1.5 s budget).
+pub const MAX_TIMEOUT_MS: u64 = 1500;
+/// Largest `mqtt.max_payload` the hub accepts.
+pub const MAX_PAYLOAD_CEILING: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// The file as written, every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub tier: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub mqtt: RawMqtt,
+    pub skills: RawSkills,
+    pub trust: RawTrust,
+    pub grants: BTreeMap<String, Vec<String>>,
+    pub audit: RawAudit,
+    pub audio: RawAudio,
+    pub hermes: RawHermes,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMqtt {
+    pub url: String,
+    pub listen: Option<String>,
+    pub prefix: Option<String>,
+    pub max_payload: Option<usize>,
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSkills {
+    pub dir: Option<PathBuf>,
+    pub timeout_ms: Option<u64>,
+    pub memory_mib: Option<u32>,
+    pub workers: Option<usize>,
+    /// Interpreter speed of this board; 0 or absent = measure at start.
+    pub fuel_per_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTrust {
+    pub keys: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAudit {
+    pub path: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAudio {
+    pub backend: Option<String>,
+    pub media_dir: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHermes {
+    pub enabled: bool,
+    pub intents: BTreeMap<String, String>,
+}
+
+/// Where the hub's broker is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Broker {
+    /// Start rumqttd in-process, listening here.
+    Embedded { listen: SocketAddr },
+    /// Connect to this broker.
+    External { host: String, port: u16 },
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    // Never let a password reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MqttConfig {
+    pub broker: Broker,
+    pub prefix: String,
+    pub max_payload: usize,
+    pub credentials: Option<Credentials>,
+}
+
+impl MqttConfig {
+    /// Host and port a client on this machine uses to reach the broker.
+    pub fn client_target(&self) -> (String, u16) {
+        match &self.broker {
+            Broker::External { host, port } => (host.clone(), *port),
+            Broker::Embedded { listen } => {
+                let ip = if listen.ip().is_unspecified() {
+                    "127.0.0.1".to_string()
+                } else {
+                    listen.ip().to_string()
+                };
+                (ip, listen.port())
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SkillsConfig {
+    pub dir: PathBuf,
+    pub timeout: Duration,
+    pub memory_mib: u32,
+    pub workers: usize,
+    pub fuel_per_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioBackend {
+    Auto,
+    Cpal,
+    Null,
+}
+
+#[derive(Debug, Clone)]
+pub struct AudioConfig {
+    pub backend: AudioBackend,
+    pub media_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HermesConfig {
+    pub enabled: bool,
+    /// Rhasspy intent name -> skill name.
+    pub intents: BTreeMap<String, String>,
+}
+
+/// The validated configuration the hub runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub tier: Tier,
+    pub state_dir: PathBuf,
+    pub mqtt: MqttConfig,
+    pub skills: SkillsConfig,
+    /// `ed25519:<base64>` public keys of signers trusted in the trusted tier.
+    pub trust_keys: Vec<String>,
+    /// High-risk permissions granted per skill.
+    pub grants: BTreeMap<String, Vec<Permission>>,
+    pub audit_path: PathBuf,
+    pub audio: AudioConfig,
+    pub hermes: HermesConfig,
+}
+
+impl Config {
+    /// Reads `path`; a missing file is an error (the caller decides whether
+    /// "no file" means defaults).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml(&text, path)
+    }
+
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        raw.validate()
+    }
+
+    /// The configuration of an absent file.
+    pub fn defaults() -> Config {
+        RawConfig::default()
+            .validate()
+            .expect("the defaults are valid")
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    // Only root can write /var/lib; anyone else gets a folder beside them.
+    if unsafe { libc::geteuid() } == 0 {
+        PathBuf::from("/var/lib/hark")
+    } else {
+        PathBuf::from("./hark-state")
+    }
+}
+
+impl RawConfig {
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let tier = match self.tier.as_deref() {
+            None => Tier::Paranoid,
+            Some(t) => t.parse().map_err(|e: String| invalid("tier", e))?,
+        };
+        let state_dir = match self.state_dir {
+            Some(dir) if dir.as_os_str().is_empty() => {
+                return Err(invalid("state_dir", "must not be empty"));
+            }
+            Some(dir) => dir,
+            None => default_state_dir(),
+        };
+
+        let mqtt = self.mqtt.validate()?;
+        let skills = self.skills.validate(&state_dir)?;
+
+        for (i, key) in self.trust.keys.iter().enumerate() {
+            check_public_key(key).map_err(|m| invalid(&format!("trust.keys[{i}]"), m))?;
+        }
+
+        let mut grants = BTreeMap::new();
+        for (skill, perms) in self.grants {
+            let key = format!("grants.{skill}");
+            check_name(&skill).map_err(|m| invalid(&key, format!("not a skill name: {m}")))?;
+            let mut parsed = Vec::new();
+            for text in perms {
+                let p = Permission::parse(&text).map_err(|m| invalid(&key, m))?;
+                if p.risk() != Risk::High {
+                    return Err(invalid(
+                        &key,
+                        format!(
+                            "\"{text}\" is a low-risk permission; grants are only for the \
+                             high-risk ones (mqtt.publish, secrets.read, net.http)"
+                        ),
+                    ));
+                }
+                parsed.push(p);
+            }
+            grants.insert(skill, parsed);
+        }
+
+        let audit_path = if self.audit.path.is_empty() {
+            state_dir.join("audit.jsonl")
+        } else {
+            PathBuf::from(self.audit.path)
+        };
+
+        let backend = match self.audio.backend.as_deref().unwrap_or("auto") {
+            "auto" => AudioBackend::Auto,
+            "cpal" => AudioBackend::Cpal,
+            "null" => AudioBackend::Null,
+            other => {
+                return Err(invalid(
+                    "audio.backend",
+                    format!("\"{other}\" is not one of auto, cpal, null"),
+                ));
+            }
+        };
+        let media_dir =
+            (!self.audio.media_dir.is_empty()).then(|| PathBuf::from(self.audio.media_dir));
+
+        for (name, skill) in &self.hermes.intents {
+            check_name(skill).map_err(|m| {
+                invalid(
+                    &format!("hermes.intents.{name}"),
+                    format!("not a skill name: {m}"),
+                )
+            })?;
+        }
+
+        Ok(Config {
+            tier,
+            state_dir,
+            mqtt,
+            skills,
+            trust_keys: self.trust.keys,
+            grants,
+            audit_path,
+            audio: AudioConfig { backend, media_dir },
+            hermes: HermesConfig {
+                enabled: self.hermes.enabled,
+                intents: self.hermes.intents,
+            },
+        })
+    }
+}
+
+impl RawMqtt {
+    fn validate(self) -> Result<MqttConfig, ConfigError> {
+        let broker = if self.url.is_empty() {
+            let listen = self.listen.as_deref().unwrap_or("127.0.0.1:1883");
+            let listen = listen.parse().map_err(|_| {
+                invalid(
+                    "mqtt.listen",
+                    format!("\"{listen}\" is not an address like 127.0.0.1:1883"),
+                )
+            })?;
+            Broker::Embedded { listen }
+        } else {
+            let (host, port) = parse_broker_url(&self.url).map_err(|m| invalid("mqtt.url", m))?;
+            Broker::External { host, port }
+        };
+        let prefix = self.prefix.unwrap_or_else(|| "hark".to_string());
+        if prefix.is_empty()
+            || prefix.len() > 64
+            || prefix.contains(['+', '#', '\0'])
+            || prefix.starts_with('/')
+            || prefix.ends_with('/')
+            || prefix.starts_with('$')
+        {
+            return Err(invalid(
+                "mqtt.prefix",
+                format!(
+                    "\"{prefix}\" must be 1 to 64 characters without wildcards, \
+                     leading '$' or leading/trailing '/'"
+                ),
+            ));
+        }
+        let max_payload = self.max_payload.unwrap_or(64 * 1024);
+        if !(256..=MAX_PAYLOAD_CEILING).contains(&max_payload) {
+            return Err(invalid(
+                "mqtt.max_payload",
+                format!("{max_payload} is outside 256..={MAX_PAYLOAD_CEILING} bytes"),
+            ));
+        }
+        let credentials = match (self.username.is_empty(), self.password.is_empty()) {
+            (true, true) => None,
+            (true, false) => {
+                return Err(invalid(
+                    "mqtt.password",
+                    "is set but mqtt.username is empty",
+                ));
+            }
+            (false, _) => Some(Credentials {
+                username: self.username,
+                password: self.password,
+            }),
+        };
+        Ok(MqttConfig {
+            broker,
+            prefix,
+            max_payload,
+            credentials,
+        })
+    }
+}
+
+impl RawSkills {
+    fn validate(self, state_dir: &Path) -> Result<SkillsConfig, ConfigError> {
+        let dir = self.dir.unwrap_or_else(|| state_dir.join("skills"));
+        let timeout_ms = self.timeout_ms.unwrap_or(MAX_TIMEOUT_MS);
+        if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
+            return Err(invalid(
+                "skills.timeout_ms",
+                format!(
+                    "{timeout_ms} is outside 1..={MAX_TIMEOUT_MS}: the budget can only be lowered"
+                ),
+            ));
+        }
+        let memory_mib = self.memory_mib.unwrap_or(16);
+        if !(1..=1024).contains(&memory_mib) {
+            return Err(invalid(
+                "skills.memory_mib",
+                format!("{memory_mib} is outside 1..=1024"),
+            ));
+        }
+        let workers = self.workers.unwrap_or(2);
+        if !(1..=64).contains(&workers) {
+            return Err(invalid(
+                "skills.workers",
+                format!("{workers} is outside 1..=64"),
+            ));
+        }
+        let fuel_per_ms = self.fuel_per_ms.filter(|&f| f > 0);
+        Ok(SkillsConfig {
+            dir,
+            timeout: Duration::from_millis(timeout_ms),
+            memory_mib,
+            workers,
+            fuel_per_ms,
+        })
+    }
+}
+
+/// `mqtt://host:port`, `tcp://host:port` or `host:port` (port defaults to 1883).
+pub fn parse_broker_url(url: &str) -> Result<(String, u16), String> {
+    let rest = if let Some(rest) = url
+        .strip_prefix("mqtt://")
+        .or_else(|| url.strip_prefix("tcp://"))
+    {
+        rest
+    } else if url.starts_with("mqtts://") || url.starts_with("ssl://") {
+        return Err(format!(
+            "\"{url}\": TLS is not supported by this build; use mqtt://, or a local \
+             TLS-terminating broker"
+        ));
+    } else if url.contains("://") {
+        return Err(format!("\"{url}\": the scheme must be mqtt://"));
+    } else {
+        url
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || rest.starts_with('[') => {
+            let port: u16 = port
+                .parse()
+                .map_err(|_| format!("\"{url}\": \"{port}\" is not a port number"))?;
+            (host, port)
+        }
+        _ => (rest, 1883),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains(['/', '@', ' ']) {
+        return Err(format!(
+            "\"{url}\" is not a broker address like mqtt://broker.lan:1883"
+        ));
+    }
+    if port == 0 {
+        return Err(format!("\"{url}\": port 0 is not a broker port"));
+    }
+    Ok((host.to_string(), port))
+}
+
+/// `ed25519:<base64 of 32 bytes>`.
+pub fn check_public_key(key: &str) -> Result<(), String> {
+    let Some(b64) = key.strip_prefix("ed25519:") else {
+        return Err(format!(
+            "\"{key}\" must look like ed25519:<base64 public key>"
+        ));
+    };
+    match Base64::decode_to_vec(b64, None).ok() {
+        Some(bytes) if bytes.len() == 32 => Ok(()),
+        Some(bytes) => Err(format!(
+            "an ed25519 public key is 32 bytes, this one is {}",
+            bytes.len()
+        )),
+        None => Err(format!("\"{b64}\" is not base64")),
+    }
+}
+
+/// The commented file `hark init` writes: the defaults, explained.
+pub const DEFAULT_CONFIG: &str = include_str!("../../hark.example.toml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("hark.toml"))
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_documented_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.tier, Tier::Paranoid);
+        assert_eq!(
+            c.mqtt.broker,
+            Broker::Embedded {
+                listen: "127.0.0.1:1883".parse().unwrap()
+            }
+        );
+        assert_eq!(c.mqtt.prefix, "hark");
+        assert_eq!(c.mqtt.max_payload, 65536);
+        assert_eq!(c.skills.timeout, Duration::from_millis(1500));
+        assert_eq!(c.skills.memory_mib, 16);
+        assert_eq!(c.skills.workers, 2);
+        assert_eq!(c.audit_path, c.state_dir.join("audit.jsonl"));
+        assert_eq!(c.skills.dir, c.state_dir.join("skills"));
+        assert_eq!(c.audio.backend, AudioBackend::Auto);
+        assert!(!c.hermes.enabled);
+    }
+
+    #[test]
+    fn the_example_file_is_the_defaults() {
+        let c = parse(DEFAULT_CONFIG).unwrap();
+        assert_eq!(c.tier, Tier::Paranoid);
+        assert_eq!(c.mqtt.prefix, "hark");
+        assert!(c.grants.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = parse("[mqtt]\nurll = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("urll"), "{err}");
+        let err = parse("colour = 1\n").unwrap_err().to_string();
+        assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (text, key) in [
+            ("tier = \"yolo\"", "tier"),
+            ("[mqtt]\nlisten = \"nowhere\"", "mqtt.listen"),
+            ("[mqtt]\nurl = \"http://x\"", "mqtt.url"),
+            ("[mqtt]\nprefix = \"a/#\"", "mqtt.prefix"),
+            ("[mqtt]\nmax_payload = 1", "mqtt.max_payload"),
+            ("[mqtt]\npassword = \"p\"", "mqtt.password"),
+            ("[skills]\ntimeout_ms = 5000", "skills.timeout_ms"),
+            ("[skills]\nworkers = 0", "skills.workers"),
+            ("[trust]\nkeys = [\"rsa:abc\"]", "trust.keys[0]"),
+            ("[grants]\nlights = [\"kv\"]", "grants.lights"),
+            (
+                "[grants]\nlights = [\"mqtt.publish:a/#/b\"]",
+                "grants.lights",
+            ),
+            ("[audio]\nbackend = \"pulse\"", "audio.backend"),
+            (
+                "[hermes.intents]\nSetTimer = \"Timer Set\"",
+                "hermes.intents.SetTimer",
+            ),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(key), "{text:?} gave {err}");
+        }
+    }
+
+    #[test]
+    fn broker_urls_parse() {
+        assert_eq!(
+            parse_broker_url("mqtt://broker.lan:1884").unwrap(),
+            ("broker.lan".into(), 1884)
+        );
+        assert_eq!(
+            parse_broker_url("broker.lan").unwrap(),
+            ("broker.lan".into(), 1883)
+        );
+        assert_eq!(
+            parse_broker_url("tcp://10.0.0.2:1883/").unwrap(),
+            ("10.0.0.2".into(), 1883)
+        );
+        assert_eq!(
+            parse_broker_url("mqtt://[::1]:1883").unwrap(),
+            ("::1".into(), 1883)
+        );
+        assert!(
+            parse_broker_url("mqtts://broker:8883")
+                .unwrap_err()
+                .contains("TLS")
+        );
+        assert!(parse_broker_url("mqtt://:1883").is_err());
+        assert!(parse_broker_url("mqtt://host:99999").is_err());
+    }
+
+    #[test]
+    fn grants_and_credentials_are_kept() {
+        let c = parse(
+            "[mqtt]\nurl = \"mqtt://b:1883\"\nusername = \"hub\"\npassword = \"s3cret\"\n\
+             [grants]\nlights = [\"mqtt.publish:zigbee2mqtt/+/set\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.mqtt.broker,
+            Broker::External {
+                host: "b".into(),
+                port: 1883
+            }
+        );
+        let creds = c.mqtt.credentials.unwrap();
+        assert_eq!(creds.username, "hub");
+        assert!(!format!("{creds:?}").contains("s3cret"));
+        assert_eq!(
+            c.grants["lights"],
+            [Permission::MqttPublish("zigbee2mqtt/+/set".into())]
+        );
+    }
+}
