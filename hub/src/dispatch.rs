@@ -246,12 +246,18 @@ impl Dispatcher {
         ctx.id = Some(id.clone());
         let intent = match map.remove("intent") {
             Some(Value::String(intent)) if !intent.is_empty() => intent,
-            Some(other @ Value::String(_)) | Some(other) if !other.is_null() => {
-                ctx.intent = other.as_str().map(|s| truncate(s, 128));
+            Some(Value::String(_)) => {
                 return Err(Failure::invalid_at(
                     "bad_intent",
                     "/intent",
-                    format!("must be a non-empty string, not {}", kind_of(&other)),
+                    "must not be empty",
+                ));
+            }
+            Some(other) if !other.is_null() => {
+                return Err(Failure::invalid_at(
+                    "bad_intent",
+                    "/intent",
+                    format!("must be a string, not {}", kind_of(&other)),
                 ));
             }
             _ => {
@@ -327,7 +333,11 @@ impl Dispatcher {
             decision.rule,
         ));
         if !decision.allow {
-            return Err(Failure::new(Status::Denied, "denied", decision.reason));
+            return Err(Failure::new(
+                Status::Denied,
+                "denied",
+                format!("{} (rule {})", decision.reason, decision.rule),
+            ));
         }
 
         if let Err(details) = skill.schema.validate(&Value::Object(args.clone())) {
@@ -427,7 +437,7 @@ impl Dispatcher {
             Err(failure) => {
                 record.status = Some(failure.status.as_str().into());
                 record.code = Some(failure.code.clone());
-                record.message = Some(failure.message.clone());
+                record.message = audit_message(&failure, full);
                 reply.status = failure.status;
                 reply.speech = failure.speech;
                 reply.error = Some(ErrorBody {
@@ -472,10 +482,14 @@ fn skill_failure(e: SkillError) -> Failure {
                 speech: Some(message),
             }
         }
-        SkillError::Failed { code, message } => Failure {
+        SkillError::Failed {
+            code,
+            message,
+            detail,
+        } => Failure {
             status: Status::Error,
             code,
-            message: message.clone(),
+            message: detail.unwrap_or_else(|| message.clone()),
             details: Vec::new(),
             speech: Some(message),
         },
@@ -499,6 +513,24 @@ fn kind_of(v: &Value) -> &'static str {
 
 fn truncate(s: &str, max_chars: usize) -> String {
     s.chars().take(max_chars).collect()
+}
+
+/// What a failure's audit record says. Messages about arguments quote them
+/// ("could not understand \"…\"", "9 > maximum 3"), so outside the
+/// convenient tier they shrink to where the problem was; skill failures keep
+/// only their code.
+fn audit_message(failure: &Failure, full: bool) -> Option<String> {
+    if full {
+        return Some(failure.message.clone());
+    }
+    if !failure.details.is_empty() {
+        let pointers: Vec<&str> = failure.details.iter().map(|d| d.pointer.as_str()).collect();
+        return Some(format!("invalid at {}", pointers.join(", ")));
+    }
+    match failure.status {
+        Status::Error => None,
+        _ => Some(failure.message.clone()),
+    }
 }
 
 /// Keys stay (they tell what was asked), values go (they may be private).

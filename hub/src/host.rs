@@ -42,6 +42,7 @@ impl Host for RequestHost<'_> {
             Err(StartError::Timer(e @ TimerError::TooMany)) => Err(HostError {
                 code: "too_many_timers",
                 message: e.to_string(),
+                detail: None,
                 pointer: None,
             }),
             Err(StartError::Store(e)) => {
@@ -49,6 +50,7 @@ impl Host for RequestHost<'_> {
                 Err(HostError {
                     code: "storage",
                     message: "The timer could not be saved, so it was not started.".to_string(),
+                    detail: Some(e.to_string()),
                     pointer: None,
                 })
             }
@@ -59,15 +61,20 @@ impl Host for RequestHost<'_> {
         self.services.timers.of_satellite(satellite)
     }
 
-    fn cancel_timers(&self, satellite: &str, ids: &[String]) -> Vec<TimerView> {
+    fn cancel_timers(&self, satellite: &str, ids: &[String]) -> Result<Vec<TimerView>, HostError> {
         match self.services.timers.cancel(satellite, ids) {
             Ok(gone) => {
                 let now = now_ms();
-                gone.iter().map(|t| t.view(now)).collect()
+                Ok(gone.iter().map(|t| t.view(now)).collect())
             }
             Err(e) => {
                 tracing::error!("{e}");
-                Vec::new()
+                Err(HostError {
+                    code: "storage",
+                    message: "The timers could not be saved, so they keep running.".to_string(),
+                    detail: Some(e.to_string()),
+                    pointer: None,
+                })
             }
         }
     }

@@ -56,18 +56,24 @@ pub enum HubError {
     NoEmbeddedBroker,
 }
 
-/// Runs the hub until `shutdown` resolves.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), HubError> {
-    let started = Instant::now();
+/// Everything the hub is made of except its network: what a bench or a
+/// test can drive without a broker.
+#[derive(Debug)]
+pub struct Assembly {
+    pub dispatcher: Arc<Dispatcher>,
+    pub outbox: Outbox,
+    pub outbox_rx: tokio::sync::mpsc::Receiver<Message>,
+    pub timers: Arc<TimerService>,
+    pub topics: Topics,
+}
+
+/// Opens the state dir, the audit log, the speaker and the timers, and
+/// registers the skills. Records the start and every skill's admission.
+pub fn assemble(config: &Config) -> Result<Assembly, HubError> {
     crate::fsutil::create_private_dir(&config.state_dir).map_err(|source| HubError::StateDir {
         path: config.state_dir.clone(),
         source,
     })?;
-
-    if let Broker::Embedded { listen } = config.mqtt.broker {
-        start_embedded_broker(listen, &config)?;
-    }
-
     let audit_log = Audit::new(AuditLog::open(&config.audit_path)?);
     let topics = Topics::new(&config.mqtt.prefix);
     let (outbox, outbox_rx) = Outbox::channel(topics.clone(), 1024);
@@ -91,11 +97,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         inflight: Arc::new(InFlight::default()),
     };
 
-    let registry = Registry::with_builtins(&config)?;
+    let registry = Registry::with_builtins(config)?;
     let dispatcher = Arc::new(Dispatcher::new(
         registry,
         audit_log,
-        services.clone(),
+        services,
         config.tier,
         config.mqtt.max_payload,
         config.skills.timeout,
@@ -128,6 +134,30 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             ..Default::default()
         });
     }
+    Ok(Assembly {
+        dispatcher,
+        outbox,
+        outbox_rx,
+        timers,
+        topics,
+    })
+}
+
+/// Runs the hub until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), HubError> {
+    let started = Instant::now();
+    if let Broker::Embedded { listen } = config.mqtt.broker {
+        // Before anything touches the state dir: a busy port is the most
+        // common first-run mistake and should be the first thing said.
+        start_embedded_broker(listen, &config)?;
+    }
+    let Assembly {
+        dispatcher,
+        outbox,
+        outbox_rx,
+        timers,
+        topics,
+    } = assemble(&config)?;
 
     let will = LastWill::new(topics.status(), offline_status(), QoS::AtLeastOnce, true);
     let client_id = format!("{}-hub", config.mqtt.prefix.replace('/', "-"));

@@ -82,9 +82,11 @@ impl PlaybackService {
         let clip = self.load(sound)?;
         let duration = clip.duration();
         let id = format!("p-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        // f32 -> JSON would print 0.800000011920929.
+        let volume_json = (f64::from(volume) * 1000.0).round() / 1000.0;
         let started = json!({
             "event": "playback_started", "playback_id": id, "sound": sound,
-            "target": target.as_str(), "volume": volume,
+            "target": target.as_str(), "volume": volume_json,
             "duration_ms": duration.as_millis() as u64,
         });
         match target {
@@ -99,7 +101,8 @@ impl PlaybackService {
                         until: tokio::time::Instant::now() + duration,
                     },
                 );
-                if let Some(previous) = previous {
+                let still_playing = |p: &SatellitePlayback| p.until > tokio::time::Instant::now();
+                if let Some(previous) = previous.filter(still_playing) {
                     self.stopped_event(
                         satellite,
                         previous.protocol,
@@ -196,22 +199,52 @@ impl PlaybackService {
     }
 }
 
+/// Audio errors name files and folders on the hub: fine for `error.message`,
+/// not for a speaker in the living room. Speech gets a plain sentence.
 fn host_error(e: AudioError) -> HostError {
-    let message = e.to_string();
-    match e {
-        AudioError::BadName { .. }
-        | AudioError::NotFound { .. }
-        | AudioError::OutsideMediaDir { .. }
-        | AudioError::MediaDir { .. } => HostError {
-            code: "bad_sound",
-            message,
-            pointer: Some("/sound"),
-        },
-        _ => HostError {
-            code: "sound_unplayable",
-            message,
-            pointer: None,
-        },
+    let detail = Some(e.to_string());
+    let (code, message, pointer) = match &e {
+        AudioError::MediaDirNotSet => (
+            "bad_sound",
+            "I can only play the chime and the alarm; no media folder is set up.".to_string(),
+            Some("/sound"),
+        ),
+        AudioError::BadName { .. } => (
+            "bad_sound",
+            "I can't play a sound by that name.".to_string(),
+            Some("/sound"),
+        ),
+        AudioError::NotFound { name, .. } => (
+            "bad_sound",
+            format!("I can't find a sound called {name}."),
+            Some("/sound"),
+        ),
+        AudioError::OutsideMediaDir { .. } => (
+            "bad_sound",
+            "That sound is outside the media folder, so I won't play it.".to_string(),
+            Some("/sound"),
+        ),
+        AudioError::MediaDir { .. } => (
+            "bad_sound",
+            "The media folder can't be used right now.".to_string(),
+            Some("/sound"),
+        ),
+        AudioError::Read { .. } | AudioError::TooLarge { .. } | AudioError::InvalidWav { .. } => (
+            "sound_unplayable",
+            "That sound file can't be played.".to_string(),
+            None,
+        ),
+        AudioError::NoAudioSupport | AudioError::Device { .. } => (
+            "speaker",
+            "The hub's speaker isn't working.".to_string(),
+            None,
+        ),
+    };
+    HostError {
+        code,
+        message,
+        detail,
+        pointer,
     }
 }
 

@@ -23,7 +23,8 @@ use crate::fsutil::write_atomic;
 
 /// Most timers one satellite may have running.
 pub const MAX_TIMERS_PER_SATELLITE: usize = 32;
-/// A timer ringing this much after its due time is announced as late.
+/// A timer ringing this much after its due time is announced as late (so is
+/// any timer that came due while the hub was down).
 pub const LATE_AFTER_MS: u64 = 2_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,6 +190,8 @@ pub struct TimerService {
     outbox: Outbox,
     ringer: Box<dyn Ringer>,
     audit: Arc<Audit>,
+    /// When this hub started: a timer due before then came due while it was down.
+    started_ms: u64,
 }
 
 impl std::fmt::Debug for TimerService {
@@ -223,6 +226,7 @@ impl TimerService {
             outbox,
             ringer,
             audit,
+            started_ms: now_ms(),
         }))
     }
 
@@ -331,7 +335,7 @@ impl TimerService {
         // restart, which beats never.
         let mut event = timer_event("timer_finished", timer, now);
         let late_ms = now.saturating_sub(timer.due_ms);
-        if late_ms >= LATE_AFTER_MS {
+        if timer.due_ms < self.started_ms || late_ms >= LATE_AFTER_MS {
             event["late"] = json!(true);
             event["late_s"] = json!(late_ms / 1000);
         }
@@ -379,7 +383,7 @@ pub fn timer_event(kind: &str, timer: &Timer, now: u64) -> serde_json::Value {
         "event": kind,
         "timer_id": timer.id,
         "label": timer.label,
-        "total_s": timer.total_ms / 1000,
+        "total_s": timer.total_ms.div_ceil(1000),
         "remaining_s": timer.due_ms.saturating_sub(now).div_ceil(1000),
         "speech": timer_speech(kind, timer),
     })
@@ -390,7 +394,7 @@ fn timer_speech(kind: &str, timer: &Timer) -> String {
     let name = match &timer.label {
         Some(label) => format!("{label} timer"),
         None => format!(
-            "{} timer",
+            "timer for {}",
             speak_duration(Duration::from_millis(timer.total_ms))
         ),
     };

@@ -5,7 +5,7 @@ use serde_json::json;
 use crate::{BuiltinSkill, Host, Intent, SkillError, SkillReply, Target};
 
 /// Volume when the request does not say.
-pub const DEFAULT_VOLUME: f32 = 0.8;
+pub const DEFAULT_VOLUME: f64 = 0.8;
 
 #[derive(Debug)]
 pub struct AudioPlay;
@@ -29,8 +29,8 @@ impl BuiltinSkill for AudioPlay {
             .args
             .get("volume")
             .and_then(|v| v.as_f64())
-            .map_or(DEFAULT_VOLUME, |v| v.clamp(0.0, 1.0) as f32);
-        let playback = host.play(&intent.satellite, sound, target, volume)?;
+            .map_or(DEFAULT_VOLUME, |v| v.clamp(0.0, 1.0));
+        let playback = host.play(&intent.satellite, sound, target, volume as f32)?;
         // The sound is the answer; speaking over it would be noise.
         Ok(SkillReply {
             speech: None,
@@ -88,7 +88,8 @@ mod tests {
             err,
             SkillError::Failed {
                 code: "sound_not_found".into(),
-                message: "There is no sound called missing.wav.".into()
+                message: "There is no sound called missing.wav.".into(),
+                detail: None,
             }
         );
     }

@@ -19,24 +19,27 @@ impl BuiltinSkill for SystemCancel {
 
     fn handle(&self, intent: &Intent, host: &dyn Host) -> Result<SkillReply, SkillError> {
         let sat = intent.satellite.as_str();
-        let target = intent
-            .args
-            .get("target")
-            .and_then(|v| v.as_str())
-            .unwrap_or("activity");
         let label = intent
             .args
             .get("label")
             .and_then(|v| v.as_str())
-            .map(str::trim);
+            .map(str::trim)
+            .filter(|l| !l.is_empty());
+        // "cancel the pasta timer" may arrive as just a label.
+        let default_target = if label.is_some() { "timer" } else { "activity" };
+        let target = intent
+            .args
+            .get("target")
+            .and_then(|v| v.as_str())
+            .unwrap_or(default_target);
         match target {
-            "timers" => Ok(cancel_all_timers(host, sat)),
+            "timers" => cancel_all_timers(host, sat),
             "timer" => cancel_one_timer(host, sat, label),
             "all" => {
                 let stopped = host.stop_activity(sat, &intent.id);
                 let timers = host.timers(sat);
                 let ids: Vec<String> = timers.iter().map(|t| t.id.clone()).collect();
-                let cancelled = host.cancel_timers(sat, &ids);
+                let cancelled = host.cancel_timers(sat, &ids)?;
                 let speech = if stopped.playbacks + stopped.calls + cancelled.len() == 0 {
                     "There's nothing to cancel.".to_string()
                 } else if cancelled.is_empty() {
@@ -73,15 +76,15 @@ impl BuiltinSkill for SystemCancel {
     }
 }
 
-fn cancel_all_timers(host: &dyn Host, sat: &str) -> SkillReply {
+fn cancel_all_timers(host: &dyn Host, sat: &str) -> Result<SkillReply, SkillError> {
     let ids: Vec<String> = host.timers(sat).into_iter().map(|t| t.id).collect();
-    let cancelled = host.cancel_timers(sat, &ids);
+    let cancelled = host.cancel_timers(sat, &ids)?;
     let speech = match cancelled.len() {
         0 => "You have no timers to cancel.".to_string(),
         1 => format!("Cancelled your {}.", timer_name(&cancelled[0])),
         n => format!("Cancelled {}.", count_timers(n)),
     };
-    SkillReply::speech(speech).with_data(json!({"timers": ids_of(&cancelled)}))
+    Ok(SkillReply::speech(speech).with_data(json!({"timers": ids_of(&cancelled)})))
 }
 
 fn cancel_one_timer(
@@ -120,7 +123,7 @@ fn cancel_one_timer(
         return Ok(SkillReply::speech(speech).with_data(json!({"timers": []})));
     }
     let ids: Vec<String> = chosen.iter().map(|t| t.id.clone()).collect();
-    let cancelled = host.cancel_timers(sat, &ids);
+    let cancelled = host.cancel_timers(sat, &ids)?;
     let speech = match cancelled.as_slice() {
         [one] => format!("Cancelled the {}.", timer_name(one)),
         many => format!(
@@ -262,5 +265,23 @@ mod tests {
             "Stopped, and cancelled 1 timer."
         );
         assert!(host.timers("kitchen").is_empty());
+    }
+
+    #[test]
+    fn a_label_alone_means_that_timer() {
+        let host = host_with_timers(&[Some("pasta"), Some("eggs")]);
+        assert_eq!(
+            speech(&host, json!({"label": "pasta"})),
+            "Cancelled the pasta timer."
+        );
+    }
+
+    #[test]
+    fn a_blank_label_is_no_label() {
+        let host = host_with_timers(&[Some("pasta")]);
+        assert_eq!(
+            speech(&host, json!({"target": "timer", "label": "  "})),
+            "Cancelled the pasta timer."
+        );
     }
 }

@@ -68,7 +68,10 @@ pub struct Stopped {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostError {
     pub code: &'static str,
+    /// Safe to say aloud: no paths, no internals.
     pub message: String,
+    /// The full story for the satellite's developer (`error.message`).
+    pub detail: Option<String>,
     /// The argument at fault (a JSON pointer into the request) when the
     /// request asked for something unusable rather than the host failing.
     pub pointer: Option<&'static str>,
@@ -86,7 +89,7 @@ pub trait Host {
     /// The satellite's timers, soonest first.
     fn timers(&self, satellite: &str) -> Vec<TimerView>;
     /// Cancels the given timers of this satellite; returns those it cancelled.
-    fn cancel_timers(&self, satellite: &str, ids: &[String]) -> Vec<TimerView>;
+    fn cancel_timers(&self, satellite: &str, ids: &[String]) -> Result<Vec<TimerView>, HostError>;
     fn play(
         &self,
         satellite: &str,
@@ -105,7 +108,13 @@ pub enum SkillError {
     /// An argument passed the schema but means nothing usable ("5 blorps").
     Invalid { pointer: String, message: String },
     /// The skill could not do it (too many timers, a broken sound file).
-    Failed { code: String, message: String },
+    /// `message` can be said aloud; `detail`, when present, is the full
+    /// story for `error.message`.
+    Failed {
+        code: String,
+        message: String,
+        detail: Option<String>,
+    },
 }
 
 impl SkillError {
@@ -133,6 +142,7 @@ impl From<HostError> for SkillError {
             None => SkillError::Failed {
                 code: e.code.to_string(),
                 message: e.message,
+                detail: e.detail,
             },
         }
     }
@@ -211,15 +221,20 @@ pub(crate) mod testing {
                 .map(|(_, t)| t.clone())
                 .collect()
         }
-        fn cancel_timers(&self, satellite: &str, ids: &[String]) -> Vec<TimerView> {
+        fn cancel_timers(
+            &self,
+            satellite: &str,
+            ids: &[String],
+        ) -> Result<Vec<TimerView>, HostError> {
             let mut timers = self.timers.borrow_mut();
             let (gone, kept) = timers
                 .drain(..)
                 .partition(|(s, t)| s == satellite && ids.contains(&t.id));
             *timers = kept;
-            gone.into_iter()
+            Ok(gone
+                .into_iter()
                 .map(|(_, t): (String, TimerView)| t)
-                .collect()
+                .collect())
         }
         fn play(
             &self,
@@ -232,6 +247,7 @@ pub(crate) mod testing {
                 return Err(HostError {
                     code: "sound_not_found",
                     message: "There is no sound called missing.wav.".into(),
+                    detail: None,
                     pointer: None,
                 });
             }

@@ -37,7 +37,7 @@ impl BuiltinSkill for TimerSet {
         Ok(SkillReply::speech(speech).with_data(json!({
             "timer_id": timer.id,
             "label": timer.label,
-            "total_s": duration.as_secs_f64(),
+            "total_s": duration.as_millis().div_ceil(1000) as u64,
         })))
     }
 }

@@ -288,6 +288,94 @@ impl Drop for Hub {
     }
 }
 
+/// Blocks until the retained status on the broker at `port` says online.
+pub fn wait_online(port: u16, prefix: &str) -> Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let deadline = Instant::now() + PATIENCE;
+        // The broker may itself be starting (embedded in a hub process).
+        wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), "the broker");
+        let mut watcher = Satellite::connect_as(port, prefix, "status-watcher").await;
+        watcher.subscribe(&format!("{prefix}/hub/status")).await;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let Some((_, status)) = watcher.next_message(remaining).await else {
+                panic!("the hub did not come online within {PATIENCE:?}");
+            };
+            if status["online"] == json!(true) {
+                return status;
+            }
+        }
+    })
+}
+
+/// The `hark` binary running as a separate process, as a user runs it.
+#[derive(Debug)]
+pub struct HubProcess {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl HubProcess {
+    /// `hark run --config <config>`, logging to `<dir>/hark.log`.
+    pub fn spawn(dir: &Path, config: &Path) -> HubProcess {
+        let log = dir.join("hark.log");
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let child = Command::new(hark_binary())
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .env_remove("HARK_CONFIG")
+            .current_dir(dir)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        HubProcess { child, log }
+    }
+
+    /// `kill -9`: no draining, no goodbye.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hark did not exit within {PATIENCE:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A satellite (or any MQTT client) for tests.
 #[derive(Debug)]
 pub struct Satellite {

@@ -400,3 +400,34 @@ fn many_satellites_are_served_concurrently() {
         }
     });
 }
+
+#[test]
+fn paranoid_audit_records_never_quote_argument_values() {
+    let dir = TempDir::new("redaction");
+    let hub = Hub::start(dir.path());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut sat = Satellite::connect(hub.port, &hub.prefix, "kitchen").await;
+        let secret = "secret-garden-party";
+        sat.request("timer.set", json!({"duration": secret})).await;
+        sat.request("timer.set", json!({"duration": 5, "label": secret}))
+            .await;
+        sat.request("audio.play", json!({"sound": format!("{secret}.wav")}))
+            .await;
+        sat.request("timer.set", json!({"duration": "5m", "label": secret}))
+            .await;
+    });
+    let log = std::fs::read_to_string(hub.audit_path()).unwrap();
+    assert!(!log.contains("secret-garden"), "{log}");
+    let records = audit_records(&hub.audit_path());
+    assert!(
+        records
+            .iter()
+            .any(|r| r["message"] == "invalid at /args/duration"),
+        "the record still says where the problem was"
+    );
+    hub.stop().unwrap();
+}

@@ -103,7 +103,9 @@ pub async fn send(
                 }
                 Event::Incoming(Packet::Publish(p)) => {
                     if let Ok(reply) = serde_json::from_slice::<Reply>(&p.payload) {
-                        if reply.id.as_deref() == Some(id.as_str()) {
+                        // An id-less reply is the hub refusing a payload it
+                        // could not read far enough to find ours: still ours.
+                        if reply.id.is_none() || reply.id.as_deref() == Some(id.as_str()) {
                             return Ok(reply);
                         }
                     }

@@ -92,18 +92,23 @@ pub fn check_satellite_id(id: &str) -> Result<(), String> {
     if id.is_empty() {
         return Err("the satellite id in the topic is empty".to_string());
     }
-    if id.len() > MAX_SATELLITE_LEN {
-        return Err(format!(
-            "the satellite id in the topic is {} characters; the limit is {MAX_SATELLITE_LEN}",
-            id.chars().count()
-        ));
-    }
     if let Some(c) = id
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
     {
+        let mut shown: String = id.chars().take(MAX_SATELLITE_LEN).collect();
+        if shown.len() < id.len() {
+            shown.push('…');
+        }
         return Err(format!(
-            "the satellite id {id:?} contains {c:?}; use letters, digits, '_' and '-'"
+            "the satellite id {shown:?} contains {c:?}; use letters, digits, '_' and '-'"
+        ));
+    }
+    // Only ASCII is left, so bytes are characters.
+    if id.len() > MAX_SATELLITE_LEN {
+        return Err(format!(
+            "the satellite id in the topic is {} characters; the limit is {MAX_SATELLITE_LEN}",
+            id.len()
         ));
     }
     Ok(())

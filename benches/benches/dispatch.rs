@@ -1,0 +1,63 @@
+//! The dispatcher without the network: parse + validate + run a built-in +
+//! append the audit record, as one request costs on the hub's loop.
+//!
+//! `cargo bench -p hark-benches --bench dispatch`
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use hark_hub::Config;
+use hark_hub::events::Protocol;
+use hark_hub::hub::assemble;
+
+fn dispatcher_benches(c: &mut Criterion) {
+    let dir = std::env::temp_dir().join(format!("hark-bench-dispatch-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = Config::from_toml(
+        &format!(
+            "state_dir = \"{}\"\n[audio]\nbackend = \"null\"\n",
+            dir.display()
+        ),
+        Path::new("bench.toml"),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let assembly = rt.block_on(async { assemble(&config) }).unwrap();
+    let d = assembly.dispatcher.clone();
+
+    let mut group = c.benchmark_group("dispatch");
+    let cancel = br#"{"id":"r-1","intent":"system.cancel","args":{}}"#;
+    group.bench_function("builtin_ok_system_cancel", |b| {
+        b.iter(|| rt.block_on(d.handle_payload("kitchen", Protocol::Native, black_box(cancel))))
+    });
+    let schema_error = br#"{"id":"r-2","intent":"timer.set","args":{"duration":5,"x":1}}"#;
+    group.bench_function("schema_violation", |b| {
+        b.iter(|| {
+            rt.block_on(d.handle_payload("kitchen", Protocol::Native, black_box(schema_error)))
+        })
+    });
+    let not_json = b"set a timer";
+    group.bench_function("not_json", |b| {
+        b.iter(|| rt.block_on(d.handle_payload("kitchen", Protocol::Native, black_box(not_json))))
+    });
+    // timer.set writes timers.json atomically (fsync) before it answers;
+    // pair it with a cancel so the table stays small.
+    let set = br#"{"id":"r-3","intent":"timer.set","args":{"duration":"5m","label":"pasta"}}"#;
+    let clear = br#"{"id":"r-4","intent":"system.cancel","args":{"target":"timers"}}"#;
+    group.bench_function("timer_set_then_cancel_with_fsync", |b| {
+        b.iter(|| {
+            rt.block_on(d.handle_payload("kitchen", Protocol::Native, black_box(set)));
+            rt.block_on(d.handle_payload("kitchen", Protocol::Native, black_box(clear)))
+        })
+    });
+    group.finish();
+    drop(assembly);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, dispatcher_benches);
+criterion_main!(benches);

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what Hark's tests need and runs every test.
+#
+#   ./test.sh            everything (what CI runs)
+#
+# Needs: Debian/Ubuntu with apt-get (root or sudo), rustup, cargo.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+say() { printf '\n== %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+say "system packages"
+# mosquitto: a real broker for the integration tests; libasound2-dev and
+# pkg-config: cpal's ALSA backend.
+packages=(mosquitto libasound2-dev pkg-config)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# The package may start a system mosquitto on 1883; the tests start their
+# own brokers and one test needs 1883 free to check the defaults.
+if command -v systemctl >/dev/null && systemctl is-active --quiet mosquitto 2>/dev/null; then
+    as_root systemctl stop mosquitto || true
+fi
+as_root service mosquitto stop >/dev/null 2>&1 || true
+
+say "rust tools"
+command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+
+say "format and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+say "build"
+cargo build --workspace --bins --locked
+
+say "tests"
+cargo nextest run --workspace --locked --no-fail-fast
+cargo test --workspace --doc --locked
+
+say "benches compile"
+cargo bench --workspace --no-run --locked
+
+say "all tests passed"

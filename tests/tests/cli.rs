@@ -1,0 +1,341 @@
+//! The `hark` binary as a person uses it: run, send, init, audit verify,
+//! SIGTERM, and the mistakes a person makes in a config file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use hark_tests::{
+    Hub, HubProcess, Mosquitto, PATIENCE, Satellite, Setup, TempDir, free_port, hark_binary,
+    test_config, wait_online,
+};
+use serde_json::{Value, json};
+
+fn hark(dir: &Path, args: &[&str]) -> Output {
+    Command::new(hark_binary())
+        .args(args)
+        .env_remove("HARK_CONFIG")
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn config_for(dir: &Path, port: u16) -> PathBuf {
+    let path = dir.join("hark.toml");
+    std::fs::write(
+        &path,
+        test_config(
+            dir,
+            &format!("listen = \"127.0.0.1:{port}\""),
+            &Setup::default(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn hark_send_prints_the_reply_and_its_exit_code_says_whether_it_worked() {
+    let dir = TempDir::new("cli-send");
+    let port = free_port();
+    let config = config_for(dir.path(), port);
+    let _hub = HubProcess::spawn(dir.path(), &config);
+    wait_online(port, "hark");
+    let config = config.to_str().unwrap();
+
+    let out = hark(
+        dir.path(),
+        &[
+            "--config",
+            config,
+            "send",
+            "kitchen",
+            "timer.set",
+            "duration=5m",
+            "label=pasta",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply["speech"], "Pasta timer set for 5 minutes.");
+
+    let out = hark(
+        dir.path(),
+        &[
+            "--config",
+            config,
+            "send",
+            "kitchen",
+            "timer.set",
+            "duration=soon",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "a non-ok status exits 1");
+    let reply: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply["status"], "invalid");
+
+    let out = hark(
+        dir.path(),
+        &[
+            "--config",
+            config,
+            "send",
+            "kitchen",
+            "timer.set",
+            "duration",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("key=value"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = hark(
+        dir.path(),
+        &[
+            "--config",
+            config,
+            "send",
+            "living room",
+            "timer.set",
+            "duration=5m",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("satellite id"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn hark_send_without_a_hub_says_what_to_check() {
+    let dir = TempDir::new("cli-nohub");
+    let config = config_for(dir.path(), free_port());
+    let out = hark(
+        dir.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "send",
+            "kitchen",
+            "system.cancel",
+            "--timeout",
+            "2",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("hark run"), "{err}");
+}
+
+/// The README's promise: no config file, no broker installed, two shells.
+#[test]
+fn hark_run_with_no_config_file_answers_hark_send_on_the_default_port() {
+    let dir = TempDir::new("cli-defaults");
+    if std::net::TcpListener::bind("127.0.0.1:1883").is_err() {
+        panic!(
+            "port 1883 is in use, but this test needs it free to check the defaults; stop the \
+             broker there (e.g. `service mosquitto stop`; the README's test command does)"
+        );
+    }
+    let log = std::fs::File::create(dir.path().join("hark.log")).unwrap();
+    let mut child = Command::new(hark_binary())
+        .arg("run")
+        .env_remove("HARK_CONFIG")
+        .current_dir(dir.path())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    wait_online(1883, "hark");
+    let out = hark(dir.path(), &["send", "kitchen", "timer.set", "duration=5m"]);
+    let reply: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}{}", text(&out.stdout), text(&out.stderr)));
+    assert_eq!(reply["status"], "ok", "{reply}");
+    assert_eq!(reply["speech"], "Timer set for 5 minutes.");
+    // Leave no timer behind in the default state dir.
+    let out = hark(
+        dir.path(),
+        &["send", "kitchen", "system.cancel", "target=timers"],
+    );
+    assert!(out.status.success());
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn sigterm_drains_publishes_offline_flushes_the_audit_log_and_exits_zero() {
+    // An external broker outlives the hub, so it can carry the goodbye (a
+    // clean disconnect discards the last will: this status is the hub's own).
+    let mosquitto = Mosquitto::start();
+    let port = mosquitto.port;
+    let dir = TempDir::new("cli-sigterm");
+    let config = dir.path().join("hark.toml");
+    let broker = format!("url = \"{}\"", mosquitto.url());
+    std::fs::write(&config, test_config(dir.path(), &broker, &Setup::default())).unwrap();
+    let hub = HubProcess::spawn(dir.path(), &config);
+    wait_online(port, "hark");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (mut watcher, kitchen) = rt.block_on(async {
+        let mut watcher = Satellite::connect_as(port, "hark", "watch").await;
+        watcher.subscribe("hark/hub/status").await;
+        let mut kitchen = Satellite::connect(port, "hark", "kitchen").await;
+        assert_eq!(
+            kitchen
+                .request("timer.set", json!({"duration": "5m"}))
+                .await["status"],
+            "ok"
+        );
+        (watcher, kitchen)
+    });
+    let status = hub.terminate();
+    assert!(status.success(), "exit status {status}");
+    rt.block_on(async {
+        let offline = watcher
+            .wait_for(PATIENCE, |_, s| s["online"] == false)
+            .await;
+        assert!(offline.is_some(), "the hub said goodbye before leaving");
+    });
+    drop(kitchen);
+    let log = dir.path().join("audit.jsonl");
+    let records = hark_tests::audit_records(&log);
+    assert_eq!(records.last().unwrap()["kind"], "stop");
+    let out = hark(dir.path(), &["audit", "verify", log.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+}
+
+#[test]
+fn a_config_with_an_unknown_key_is_refused_naming_the_key() {
+    let dir = TempDir::new("cli-badconfig");
+    let path = dir.path().join("hark.toml");
+    std::fs::write(
+        &path,
+        "tier = \"paranoid\"\n[mqtt]\nlisten_addr = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let out = hark(dir.path(), &["--config", path.to_str().unwrap(), "run"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("listen_addr") && err.contains("hark.toml"),
+        "{err}"
+    );
+
+    std::fs::write(&path, "tier = \"yolo\"\n").unwrap();
+    let err = text(&hark(dir.path(), &["--config", path.to_str().unwrap(), "run"]).stderr);
+    assert!(
+        err.contains("tier") && err.contains("paranoid, trusted, convenient"),
+        "{err}"
+    );
+
+    let err = text(&hark(dir.path(), &["--config", "missing.toml", "run"]).stderr);
+    assert!(err.contains("missing.toml"), "{err}");
+}
+
+#[test]
+fn hark_init_writes_a_commented_config_that_runs() {
+    let dir = TempDir::new("cli-init");
+    let out = hark(dir.path(), &["init"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let written = std::fs::read_to_string(dir.path().join("hark.toml")).unwrap();
+    assert!(written.contains("# Trust tier"), "the file explains itself");
+    let out = hark(dir.path(), &["init"]);
+    assert_eq!(out.status.code(), Some(2), "it never overwrites silently");
+    assert!(text(&out.stderr).contains("--force"));
+}
+
+/// Runs a hub, makes a few requests, and returns the audit log's lines.
+fn audit_log_with_requests(dir: &Path) -> Vec<String> {
+    let hub = Hub::start(dir);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut kitchen = Satellite::connect(hub.port, &hub.prefix, "kitchen").await;
+        for _ in 0..3 {
+            kitchen.request("system.cancel", json!({})).await;
+        }
+    });
+    let log = hub.audit_path();
+    hub.stop().unwrap();
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+fn verify(dir: &Path, lines: &[String], with_head: bool) -> (bool, String) {
+    let path = dir.join("tampered.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let head = dir.join("tampered.jsonl.head");
+    if with_head {
+        std::fs::copy(dir.join("audit.jsonl.head"), &head).unwrap();
+    } else {
+        let _ = std::fs::remove_file(&head);
+    }
+    let out = hark(dir, &["audit", "verify", path.to_str().unwrap()]);
+    (out.status.success(), text(&out.stdout))
+}
+
+#[test]
+fn hark_audit_verify_names_the_first_edited_deleted_or_swapped_record() {
+    let dir = TempDir::new("cli-audit");
+    let lines = audit_log_with_requests(dir.path());
+    assert!(lines.len() >= 8, "{lines:?}");
+
+    let (ok, out) = verify(dir.path(), &lines, true);
+    assert!(ok, "an untouched log verifies: {out}");
+
+    let mut edited = lines.clone();
+    edited[5] = edited[5].replace("kitchen", "hallway");
+    let (ok, out) = verify(dir.path(), &edited, true);
+    assert!(
+        !ok && out.contains("line 6") && out.contains("edited"),
+        "{out}"
+    );
+
+    let mut deleted = lines.clone();
+    deleted.remove(5);
+    let (ok, out) = verify(dir.path(), &deleted, true);
+    assert!(
+        !ok && out.contains("line 6") && out.contains("seq 7"),
+        "{out}"
+    );
+
+    let mut swapped = lines.clone();
+    swapped.swap(5, 6);
+    let (ok, out) = verify(dir.path(), &swapped, true);
+    assert!(
+        !ok && out.contains("line 6") && out.contains("reordered"),
+        "{out}"
+    );
+
+    let mut truncated = lines.clone();
+    truncated.pop();
+    let (ok, out) = verify(dir.path(), &truncated, true);
+    assert!(
+        !ok && out.contains("deleted"),
+        "deleting the last record is caught by the head: {out}"
+    );
+
+    let mut headless = lines.clone();
+    headless.remove(0);
+    let (ok, out) = verify(dir.path(), &headless, false);
+    assert!(!ok && out.contains("line 1"), "{out}");
+}

@@ -1,0 +1,198 @@
+//! Timers as a household judges them: they ring on time, they ring after a
+//! crash, and "cancel" does what was asked.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hark_tests::{
+    Hub, HubProcess, Mosquitto, PATIENCE, Satellite, Setup, TempDir, free_port, test_config,
+    wait_online,
+};
+use serde_json::json;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_one_second_timer_fires_its_event_and_rings_the_alarm() {
+    let dir = TempDir::new("timer-1s");
+    let hub = Hub::start(dir.path());
+    runtime().block_on(async {
+        let mut kitchen = Satellite::connect(hub.port, &hub.prefix, "kitchen").await;
+        let set_at = Instant::now();
+        let reply = kitchen
+            .request("timer.set", json!({"duration": "1s", "label": "tea"}))
+            .await;
+        assert_eq!(reply["speech"], "Tea timer set for 1 second.");
+        let finished = kitchen.event("timer_finished", PATIENCE).await;
+        let waited = set_at.elapsed();
+        assert!(
+            waited >= Duration::from_millis(900),
+            "rang early, after {waited:?}"
+        );
+        assert_eq!(finished["label"], "tea");
+        assert_eq!(finished["remaining_s"], 0);
+        assert_eq!(finished["speech"], "Your tea timer is done.");
+        assert!(finished.get("late").is_none(), "{finished}");
+        let ring = kitchen.event("playback_started", PATIENCE).await;
+        assert_eq!(
+            (ring["sound"].as_str(), ring["target"].as_str()),
+            (Some("alarm"), Some("hub"))
+        );
+
+        // "Stop!" silences the ringing alarm, and says so.
+        let reply = kitchen.request("system.cancel", json!({})).await;
+        assert_eq!(reply["speech"], "Stopped.", "{reply}");
+        let stopped = kitchen.event("playback_stopped", PATIENCE).await;
+        assert_eq!(stopped["reason"], "cancelled");
+    });
+    hub.stop().unwrap();
+}
+
+#[test]
+fn cancel_works_for_one_label_and_for_all() {
+    let dir = TempDir::new("timer-cancel");
+    let hub = Hub::start(dir.path());
+    runtime().block_on(async {
+        let mut kitchen = Satellite::connect(hub.port, &hub.prefix, "kitchen").await;
+        let mut hall = Satellite::connect(hub.port, &hub.prefix, "hall").await;
+        for label in ["pasta", "eggs", "tea"] {
+            let reply = kitchen
+                .request("timer.set", json!({"duration": "10m", "label": label}))
+                .await;
+            assert_eq!(reply["status"], "ok");
+        }
+        hall.request("timer.set", json!({"duration": "10m", "label": "pasta"}))
+            .await;
+
+        let reply = kitchen
+            .request(
+                "system.cancel",
+                json!({"target": "timer", "label": "pasta"}),
+            )
+            .await;
+        assert_eq!(reply["speech"], "Cancelled the pasta timer.");
+        let cancelled = kitchen.event("timer_cancelled", PATIENCE).await;
+        assert_eq!(cancelled["label"], "pasta");
+
+        let reply = kitchen
+            .request("system.cancel", json!({"target": "timers"}))
+            .await;
+        assert_eq!(reply["speech"], "Cancelled 2 timers.");
+        let mut labels = vec![
+            kitchen.event("timer_cancelled", PATIENCE).await["label"].clone(),
+            kitchen.event("timer_cancelled", PATIENCE).await["label"].clone(),
+        ];
+        labels.sort_by_key(|l| l.to_string());
+        assert_eq!(labels, [json!("eggs"), json!("tea")]);
+
+        let reply = kitchen
+            .request("system.cancel", json!({"target": "timers"}))
+            .await;
+        assert_eq!(reply["speech"], "You have no timers to cancel.");
+        let reply = hall
+            .request("system.cancel", json!({"target": "timer"}))
+            .await;
+        assert_eq!(
+            reply["speech"], "Cancelled the pasta timer.",
+            "the hall kept its timer"
+        );
+    });
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("timers.json")).unwrap()).unwrap();
+    assert_eq!(saved["timers"], json!({}), "cancellations are persisted");
+    hub.stop().unwrap();
+}
+
+fn write_config(dir: &Path, broker_line: &str) -> std::path::PathBuf {
+    let path = dir.join("hark.toml");
+    std::fs::write(&path, test_config(dir, broker_line, &Setup::default())).unwrap();
+    path
+}
+
+#[test]
+fn a_timer_survives_kill_9_and_fires_after_restart_marked_late() {
+    let dir = TempDir::new("timer-kill9");
+    let port = free_port();
+    let config = write_config(dir.path(), &format!("listen = \"127.0.0.1:{port}\""));
+    let hub = HubProcess::spawn(dir.path(), &config);
+    wait_online(port, "hark");
+    let rt = runtime();
+    rt.block_on(async {
+        let mut kitchen = Satellite::connect(port, "hark", "kitchen").await;
+        let reply = kitchen
+            .request("timer.set", json!({"duration": "1s", "label": "early"}))
+            .await;
+        assert_eq!(reply["status"], "ok");
+        let reply = kitchen
+            .request("timer.set", json!({"duration": "5s", "label": "later"}))
+            .await;
+        assert_eq!(reply["status"], "ok");
+    });
+    let set_at = Instant::now();
+    hub.kill9();
+
+    // "early" comes due while the hub is down.
+    std::thread::sleep(Duration::from_millis(2500));
+    let hub = HubProcess::spawn(dir.path(), &config);
+    rt.block_on(async {
+        // The embedded broker died with the hub; connect to the new one
+        // before the hub finishes starting so no event is missed.
+        hark_tests::wait_for_port(([127, 0, 0, 1], port).into(), "the restarted broker");
+        let mut kitchen = Satellite::connect(port, "hark", "kitchen").await;
+        let early = kitchen.event("timer_finished", PATIENCE).await;
+        assert_eq!(early["label"], "early");
+        assert_eq!(early["late"], true, "{early}");
+        let later = kitchen.event("timer_finished", PATIENCE).await;
+        assert_eq!(later["label"], "later");
+        assert!(
+            set_at.elapsed() >= Duration::from_millis(4900),
+            "rang early"
+        );
+        assert!(
+            later.get("late").is_none(),
+            "rang on time after the restart: {later}"
+        );
+    });
+    assert!(hub.terminate().success());
+}
+
+#[test]
+fn intents_sent_while_the_hub_is_down_are_answered_after_it_restarts() {
+    // An external broker keeps the hub's persistent session and queues
+    // what satellites send meanwhile.
+    let mosquitto = Mosquitto::start();
+    let dir = TempDir::new("timer-offline");
+    let config = write_config(dir.path(), &format!("url = \"{}\"", mosquitto.url()));
+    let hub = HubProcess::spawn(dir.path(), &config);
+    wait_online(mosquitto.port, "hark");
+    hub.kill9();
+
+    let rt = runtime();
+    rt.block_on(async {
+        let mut kitchen = Satellite::connect(mosquitto.port, "hark", "kitchen").await;
+        let mut status = Satellite::connect_as(mosquitto.port, "hark", "watch").await;
+        status.subscribe("hark/hub/status").await;
+        let offline = status
+            .wait_for(PATIENCE, |_, s| s["online"] == false)
+            .await
+            .expect("the broker publishes the hub's last will");
+        assert_eq!(offline, json!({"online": false}));
+
+        kitchen
+            .send_raw(
+                json!({"id": "while-down", "intent": "timer.set", "args": {"duration": "5m"}})
+                    .to_string(),
+            )
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let _hub = HubProcess::spawn(dir.path(), &config);
+        let reply = kitchen.reply_for(Some("while-down")).await;
+        assert_eq!(reply["status"], "ok", "{reply}");
+        assert_eq!(reply["speech"], "Timer set for 5 minutes.");
+    });
+}
