@@ -6,7 +6,7 @@
 //! exactly one reply, and exactly one audit record whose `seq` the reply
 //! carries. Nothing a satellite sends can make it panic or skip either.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use hark_skill_sdk::{ErrorBody, Intent, Reply, SkillReply, Status, Violation};
@@ -81,6 +81,9 @@ pub struct Dispatcher {
     tier: Tier,
     max_payload: usize,
     budget: Duration,
+    /// The sandbox's workers; absent in the paranoid tier, where no
+    /// WebAssembly skill runs.
+    pool: OnceLock<crate::sandbox::pool::Pool>,
 }
 
 impl Dispatcher {
@@ -99,6 +102,7 @@ impl Dispatcher {
             tier,
             max_payload,
             budget,
+            pool: OnceLock::new(),
         }
     }
 
@@ -112,6 +116,11 @@ impl Dispatcher {
     /// Swaps in a new registry; calls already running keep the old one.
     pub fn replace_registry(&self, registry: Registry) {
         *self.registry.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(registry);
+    }
+
+    /// Hands the dispatcher the sandbox's workers (once).
+    pub fn set_pool(&self, pool: crate::sandbox::pool::Pool) {
+        let _ = self.pool.set(pool);
     }
 
     pub fn services(&self) -> &Services {
@@ -375,7 +384,7 @@ impl Dispatcher {
         skill: &Skill,
         intent: &Intent,
     ) -> Result<SkillReply, Failure> {
-        let _call = self
+        let call = self
             .services
             .inflight
             .register(&intent.satellite, &intent.id);
@@ -387,10 +396,119 @@ impl Dispatcher {
                     services: &self.services,
                     protocol: ctx.protocol,
                 };
-                let _ = self.budget;
                 builtin.handle(intent, &host).map_err(skill_failure)
             }
+            Runner::Wasm(wasm) => self.run_wasm(ctx, wasm, intent, &call.flag).await,
+            Runner::Unavailable => Err(Failure::new(
+                Status::Denied,
+                "denied",
+                format!("{} is not enabled under tier {}", skill.name(), self.tier),
+            )),
         }
+    }
+
+    async fn run_wasm(
+        &self,
+        ctx: &Context,
+        wasm: &Arc<crate::sandbox::WasmSkill>,
+        intent: &Intent,
+        cancel: &Arc<crate::inflight::CancelFlag>,
+    ) -> Result<SkillReply, Failure> {
+        use crate::sandbox::exec::CallError;
+        let Some(pool) = self.pool.get() else {
+            return Err(Failure::new(
+                Status::Error,
+                "no_sandbox",
+                "the sandbox is not running",
+            ));
+        };
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let job = crate::sandbox::pool::Job {
+            skill: wasm.clone(),
+            input: serde_json::to_vec(intent).expect("intents serialize"),
+            satellite: intent.satellite.clone(),
+            request_id: intent.id.clone(),
+            protocol: ctx.protocol,
+            cancel: cancel.clone(),
+            reply,
+        };
+        if pool.submit(job).is_err() {
+            return Err(Failure::new(
+                Status::Busy,
+                "busy",
+                format!(
+                    "all {} skill workers are busy and the queue is full; retry in a moment",
+                    pool.workers()
+                ),
+            ));
+        }
+        // The worker enforces the budget; this only guards against a worker
+        // that never answers (queue wait included).
+        let backstop = self.budget * 4 + Duration::from_secs(5);
+        let outcome = match tokio::time::timeout(backstop, outcome).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => {
+                return Err(Failure::new(
+                    Status::Error,
+                    "worker_lost",
+                    "the skill's worker stopped",
+                ));
+            }
+            Err(_) => {
+                cancel.raise();
+                return Err(Failure::new(
+                    Status::Timeout,
+                    "timeout",
+                    format!("no answer from the skill's worker within {backstop:?}"),
+                ));
+            }
+        };
+        let ms = |d: Duration| d.as_millis();
+        outcome.result.map_err(|e| match e {
+            CallError::Deadline { limit } => Failure::new(
+                Status::Timeout,
+                "timeout",
+                format!(
+                    "{} ran past its {} ms budget and was stopped",
+                    wasm.info.name,
+                    ms(limit)
+                ),
+            ),
+            CallError::FuelExhausted { limit } => Failure::new(
+                Status::Timeout,
+                "timeout",
+                format!(
+                    "{} used all its fuel ({} ms at this board's speed) and was stopped",
+                    wasm.info.name,
+                    ms(limit)
+                ),
+            ),
+            CallError::Cancelled => Failure::new(
+                Status::Error,
+                "cancelled",
+                "cancelled by system.cancel from this satellite",
+            ),
+            CallError::Trap(message) => Failure::new(
+                Status::Error,
+                "trap",
+                format!("{} crashed: {message}", wasm.info.name),
+            ),
+            CallError::BadOutput(message) => Failure::new(
+                Status::Error,
+                "bad_output",
+                format!(
+                    "{} answered with something that is not a reply: {message}",
+                    wasm.info.name
+                ),
+            ),
+            CallError::Failed { code, message } => Failure {
+                status: Status::Error,
+                code,
+                message: message.clone(),
+                details: Vec::new(),
+                speech: Some(message),
+            },
+        })
     }
 
     fn finish(&self, ctx: Context, outcome: Result<SkillReply, Failure>) -> Reply {

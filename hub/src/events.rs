@@ -90,6 +90,11 @@ impl Outbox {
         .await;
     }
 
+    /// Queues a message without waiting; `Err` when the queue is full.
+    pub fn try_send(&self, message: Message) -> Result<(), ()> {
+        self.tx.try_send(message).map_err(|_| ())
+    }
+
     pub async fn send(&self, message: Message) {
         if self.tx.send(message).await.is_err() {
             tracing::warn!("outbox closed; message not sent");

@@ -24,6 +24,8 @@ use crate::mqtt::topics::{Incoming, Topics};
 use crate::mqtt::{self, Backoff};
 use crate::playback::{AlarmRinger, PlaybackService};
 use crate::registry::Registry;
+use crate::sandbox::host::HostEnv;
+use crate::sandbox::pool::Pool;
 use crate::timers::TimerService;
 
 /// Requests handled at once; beyond this a request is answered `busy`.
@@ -49,6 +51,8 @@ pub enum HubError {
     #[cfg(feature = "embedded-broker")]
     #[error(transparent)]
     Broker(#[from] crate::broker::BrokerError),
+    #[error("cannot start the skill workers: {0}")]
+    Workers(std::io::Error),
     #[error(
         "mqtt.url is empty, so the hub would start its embedded broker, but this build has no \
          embedded broker (feature embedded-broker); set mqtt.url to your broker"
@@ -65,10 +69,14 @@ pub struct Assembly {
     pub outbox_rx: tokio::sync::mpsc::Receiver<Message>,
     pub timers: Arc<TimerService>,
     pub topics: Topics,
+    pub engine: wasmi::Engine,
+    pub fuel_per_ms: u64,
 }
 
-/// Opens the state dir, the audit log, the speaker and the timers, and
-/// registers the skills. Records the start and every skill's admission.
+/// Opens the state dir, the audit log, the speaker and the timers, loads
+/// the skills and starts the sandbox's workers (not in the paranoid tier).
+/// Records the start and every skill's admission. Must run inside the tokio
+/// runtime the hub will use.
 pub fn assemble(config: &Config) -> Result<Assembly, HubError> {
     crate::fsutil::create_private_dir(&config.state_dir).map_err(|source| HubError::StateDir {
         path: config.state_dir.clone(),
@@ -97,11 +105,13 @@ pub fn assemble(config: &Config) -> Result<Assembly, HubError> {
         inflight: Arc::new(InFlight::default()),
     };
 
-    let registry = Registry::with_builtins(config)?;
+    let engine = crate::sandbox::engine();
+    let fuel_per_ms = fuel_per_ms(config, &engine);
+    let registry = Registry::load(config, &engine, fuel_per_ms)?;
     let dispatcher = Arc::new(Dispatcher::new(
         registry,
-        audit_log,
-        services,
+        audit_log.clone(),
+        services.clone(),
         config.tier,
         config.mqtt.max_payload,
         config.skills.timeout,
@@ -109,14 +119,77 @@ pub fn assemble(config: &Config) -> Result<Assembly, HubError> {
     dispatcher.audit(&audit::Record {
         kind: audit::Kind::Start,
         message: Some(format!(
-            "hark {} starting, tier {}, {} timers pending",
+            "hark {} starting, tier {}, {} timers pending, {} fuel/ms",
             env!("CARGO_PKG_VERSION"),
             config.tier,
-            timers.len()
+            timers.len(),
+            fuel_per_ms
         )),
         ..Default::default()
     });
-    for skill in dispatcher.registry().iter() {
+    audit_registry(&dispatcher, &dispatcher.registry(), &[]);
+
+    if config.tier != crate::policy::Tier::Paranoid {
+        let env = Arc::new(HostEnv {
+            tier: config.tier,
+            services,
+            outbox: outbox.clone(),
+            topics: topics.clone(),
+            audit: audit_log,
+            secrets_path: config.state_dir.join("secrets.toml"),
+        });
+        let workers = config.skills.workers;
+        let pool = Pool::start(
+            workers,
+            workers * 4,
+            engine.clone(),
+            env,
+            tokio::runtime::Handle::current(),
+        )
+        .map_err(HubError::Workers)?;
+        dispatcher.set_pool(pool);
+    }
+    Ok(Assembly {
+        dispatcher,
+        outbox,
+        outbox_rx,
+        timers,
+        topics,
+        engine,
+        fuel_per_ms,
+    })
+}
+
+/// This board's interpreter speed: from `skills.fuel_per_ms`, else measured
+/// now in ~20 ms (not at all in the paranoid tier, which runs no WebAssembly).
+pub fn fuel_per_ms(config: &Config, engine: &wasmi::Engine) -> u64 {
+    if let Some(fuel) = config.skills.fuel_per_ms {
+        return fuel;
+    }
+    if config.tier == crate::policy::Tier::Paranoid {
+        return 0;
+    }
+    let c = crate::sandbox::calibrate::measure(engine, Duration::from_millis(20));
+    tracing::info!(
+        fuel_per_ms = c.fuel_per_ms,
+        took_ms = c.took.as_millis() as u64,
+        "calibrated the interpreter"
+    );
+    c.fuel_per_ms
+}
+
+/// One audit record per skill (loaded or refused) and per broken folder;
+/// `notes` are reload messages (a skill kept at its old version).
+fn audit_registry(dispatcher: &Dispatcher, registry: &Registry, notes: &[String]) {
+    for skill in registry.iter() {
+        if skill.kind == crate::policy::SkillKind::Wasm && !skill.enabled() {
+            tracing::warn!(skill = skill.name(), "disabled: {}", skill.admission.reason);
+        } else if skill.admission.rule == "tier.convenient.unsigned" {
+            tracing::warn!(
+                skill = skill.name(),
+                "running an unsigned skill (tier convenient: development only)"
+            );
+        }
         dispatcher.audit(&audit::Record {
             kind: if skill.enabled() {
                 audit::Kind::Load
@@ -134,13 +207,26 @@ pub fn assemble(config: &Config) -> Result<Assembly, HubError> {
             ..Default::default()
         });
     }
-    Ok(Assembly {
-        dispatcher,
-        outbox,
-        outbox_rx,
-        timers,
-        topics,
-    })
+    for broken in registry.broken() {
+        tracing::warn!(skill = %broken.name, "not loaded: {}", broken.problems);
+        dispatcher.audit(&audit::Record {
+            kind: audit::Kind::Refusal,
+            skill: Some(broken.name.clone()),
+            decision: Some(audit::Decision::Deny),
+            rule: Some("load.invalid".into()),
+            message: Some(broken.problems.clone()),
+            ..Default::default()
+        });
+    }
+    for note in notes {
+        tracing::warn!("{note}");
+        dispatcher.audit(&audit::Record {
+            kind: audit::Kind::Refusal,
+            rule: Some("load.kept_old_version".into()),
+            message: Some(note.clone()),
+            ..Default::default()
+        });
+    }
 }
 
 /// Runs the hub until `shutdown` resolves.
@@ -157,6 +243,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         outbox_rx,
         timers,
         topics,
+        engine,
+        fuel_per_ms,
     } = assemble(&config)?;
 
     let will = LastWill::new(topics.status(), offline_status(), QoS::AtLeastOnce, true);
@@ -183,6 +271,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         permits: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)),
         started,
         tier: config.tier,
+        reload: Reload {
+            config: config.clone(),
+            engine,
+            fuel_per_ms,
+        },
     };
     server.serve(eventloop, shutdown).await;
 
@@ -239,9 +332,44 @@ struct Server {
     permits: Arc<Semaphore>,
     started: Instant,
     tier: crate::policy::Tier,
+    reload: Reload,
+}
+
+/// What a SIGHUP needs to load the skills again.
+struct Reload {
+    config: Config,
+    engine: wasmi::Engine,
+    fuel_per_ms: u64,
 }
 
 impl Server {
+    /// Loads `skills.dir` again and swaps the registry in one step; a skill
+    /// whose new version fails keeps serving its old one.
+    async fn reload(&self) {
+        let started = Instant::now();
+        let fresh = match Registry::load(
+            &self.reload.config,
+            &self.reload.engine,
+            self.reload.fuel_per_ms,
+        ) {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                tracing::error!("reload failed, keeping every skill as it was: {e}");
+                return;
+            }
+        };
+        let (registry, notes) = self.dispatcher.registry().reloaded(fresh);
+        audit_registry(&self.dispatcher, &registry, &notes);
+        let count = registry.len();
+        self.dispatcher.replace_registry(registry);
+        tracing::info!(
+            skills = count,
+            took_ms = started.elapsed().as_millis() as u64,
+            "skills reloaded"
+        );
+        self.publish_status(true).await;
+    }
+
     async fn serve(&self, mut eventloop: rumqttc::EventLoop, shutdown: impl Future<Output = ()>) {
         let mut requests = JoinSet::new();
         let mut backoff = Backoff::default();
@@ -253,9 +381,16 @@ impl Server {
         // without going deaf to shutdown or to running requests finishing.
         let mut retry = Box::pin(tokio::time::sleep(Duration::ZERO));
         let mut waiting = false;
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| tracing::warn!("cannot listen for SIGHUP, reload by restarting: {e}"))
+            .ok();
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
+                Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                    tracing::info!("SIGHUP: reloading skills");
+                    self.reload().await;
+                }
                 () = &mut retry, if waiting => waiting = false,
                 event = eventloop.poll(), if !waiting => match event {
                     Ok(event) => {
@@ -453,7 +588,7 @@ pub fn status_payload(
     started: Instant,
     online: bool,
 ) -> Value {
-    let skills: Vec<Value> = dispatcher.registry().iter().map(|s| s.describe()).collect();
+    let skills: Vec<Value> = dispatcher.registry().describe();
     json!({
         "online": online,
         "version": env!("CARGO_PKG_VERSION"),

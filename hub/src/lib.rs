@@ -18,6 +18,8 @@
 //! - [`policy`] — tiers, permissions, grants; pure decisions
 //! - [`host`], [`timers`], [`playback`], [`inflight`]: what skills act on
 //! - [`audio`] — sounds, WAV files, cpal or null output
+//! - [`sandbox`] — WebAssembly skills in wasmi: limits, host functions, workers
+//! - [`loader`], [`signing`] — skill folders from `skills.dir`, and their signatures
 //! - [`audit`] — the hash-chained log and its verifier
 //! - [`events`] — replies and events on their way to MQTT
 //! - [`cli`] — the commands besides `run`
@@ -34,10 +36,13 @@ pub mod fsutil;
 pub mod host;
 pub mod hub;
 pub mod inflight;
+pub mod loader;
 pub mod mqtt;
 pub mod playback;
 pub mod policy;
 pub mod registry;
+pub mod sandbox;
+pub mod signing;
 pub mod timers;
 
 pub use config::Config;

@@ -77,6 +77,8 @@ pub enum Signature {
     Unsigned,
     /// Verified against this key of `trust.keys`.
     Verified { signer: String },
+    /// A good signature by a key that is not in `trust.keys`.
+    UnknownSigner { signer: String },
     /// Present but not acceptable: unknown signer, bad signature, module changed.
     Rejected { reason: String },
 }
@@ -202,11 +204,23 @@ fn wasm_admission(tier: Tier, subject: &Subject<'_>) -> Decision {
             "tier paranoid allows built-in skills only",
         ),
         Tier::Trusted => {
-            let Signature::Verified { signer } = subject.signature else {
-                return Decision::deny(
-                    "tier.trusted.unsigned",
-                    "tier trusted runs only skills signed by a key in trust.keys; this one is unsigned",
-                );
+            let signer = match subject.signature {
+                Signature::Verified { signer } => signer,
+                Signature::UnknownSigner { signer } => {
+                    return Decision::deny(
+                        "tier.trusted.unknown_signer",
+                        format!(
+                            "tier trusted runs only skills signed by a key in trust.keys; this one \
+                             is signed by {signer}, which is not there"
+                        ),
+                    );
+                }
+                _ => {
+                    return Decision::deny(
+                        "tier.trusted.unsigned",
+                        "tier trusted runs only skills signed by a key in trust.keys; this one is unsigned",
+                    );
+                }
             };
             let ungranted: Vec<String> = subject
                 .manifest
@@ -339,6 +353,19 @@ mod tests {
             assert_eq!((d.allow, d.rule), (false, "signature.rejected"));
             assert!(d.reason.contains("module changed"));
         }
+    }
+
+    #[test]
+    fn an_unknown_signer_is_refused_by_trusted_and_accepted_by_convenient() {
+        let m = manifest(&[], false);
+        let sig = Signature::UnknownSigner {
+            signer: "ed25519:BBBB".into(),
+        };
+        let s = subject(SkillKind::Wasm, &m, &sig, &[]);
+        let d = decide(Tier::Trusted, &s, &Action::Load);
+        assert_eq!((d.allow, d.rule), (false, "tier.trusted.unknown_signer"));
+        assert!(d.reason.contains("ed25519:BBBB"));
+        assert!(decide(Tier::Convenient, &s, &Action::Load).allow);
     }
 
     #[test]

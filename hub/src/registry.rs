@@ -14,7 +14,7 @@ use hark_skills_builtin::BuiltinSkill;
 use serde_json::{Value, json};
 
 use crate::config::Config;
-use crate::policy::{self, Action, Decision, Signature, SkillKind, Subject, Tier};
+use crate::policy::{self, Action, Decision, Signature, SkillKind, Subject};
 
 /// A compiled JSON Schema (draft 7) for one skill's `args`.
 #[derive(Debug, Clone)]
@@ -148,12 +148,17 @@ fn pointer(reversed_path: &[String]) -> String {
 /// How a skill runs.
 pub enum Runner {
     Builtin(Box<dyn BuiltinSkill>),
+    Wasm(Arc<crate::sandbox::WasmSkill>),
+    /// Listed but not runnable: the tier refuses it, so it was never compiled.
+    Unavailable,
 }
 
 impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Runner::Builtin(_) => f.write_str("Builtin"),
+            Runner::Wasm(w) => write!(f, "Wasm({})", w.info.name),
+            Runner::Unavailable => f.write_str("Unavailable"),
         }
     }
 }
@@ -201,6 +206,10 @@ impl Skill {
         });
         match &self.signature {
             Signature::Verified { signer } => entry["signer"] = json!(signer),
+            Signature::UnknownSigner { signer } => {
+                entry["signer"] = json!(signer);
+                entry["signer_trusted"] = json!(false);
+            }
             Signature::Unsigned => entry["signer"] = Value::Null,
             Signature::Rejected { reason } => entry["signature_error"] = json!(reason),
             Signature::NotApplicable => {}
@@ -223,6 +232,8 @@ pub struct LoadError {
 #[derive(Debug, Default)]
 pub struct Registry {
     skills: BTreeMap<String, Arc<Skill>>,
+    /// Skill folders that could not be loaded, with why.
+    broken: Vec<LoadError>,
 }
 
 impl Registry {
@@ -243,9 +254,67 @@ impl Registry {
         Ok(registry)
     }
 
+    /// Built-ins plus every skill in `skills.dir`.
+    pub fn load(
+        config: &Config,
+        engine: &wasmi::Engine,
+        fuel_per_ms: u64,
+    ) -> Result<Registry, LoadError> {
+        let mut registry = Registry::with_builtins(config)?;
+        let scan = crate::loader::scan(config, engine, fuel_per_ms);
+        for skill in scan.skills {
+            registry.insert(skill);
+        }
+        registry.broken = scan.broken;
+        Ok(registry)
+    }
+
+    /// This registry with a reload applied atomically per skill: a skill
+    /// whose new version fails to load keeps serving its old version.
+    pub fn reloaded(&self, mut fresh: Registry) -> (Registry, Vec<String>) {
+        let mut kept = Vec::new();
+        let mut still_broken = Vec::new();
+        for error in std::mem::take(&mut fresh.broken) {
+            match self.skills.get(&error.name) {
+                Some(old)
+                    if old.kind == SkillKind::Wasm && !fresh.skills.contains_key(&error.name) =>
+                {
+                    kept.push(format!(
+                        "{} keeps its loaded version {}: the new one failed: {}",
+                        error.name, old.manifest.version, error.problems
+                    ));
+                    fresh.skills.insert(error.name.clone(), old.clone());
+                }
+                _ => still_broken.push(error),
+            }
+        }
+        fresh.broken = still_broken;
+        (fresh, kept)
+    }
+
     pub fn insert(&mut self, skill: Skill) {
         self.skills
             .insert(skill.manifest.name.clone(), Arc::new(skill));
+    }
+
+    pub fn broken(&self) -> &[LoadError] {
+        &self.broken
+    }
+
+    /// Every skill and every broken folder, as the status topic shows them.
+    pub fn describe(&self) -> Vec<Value> {
+        let mut all: Vec<Value> = self.skills.values().map(|s| s.describe()).collect();
+        all.extend(self.broken.iter().map(
+            |b| json!({"name": b.name, "kind": "wasm", "enabled": false, "reason": b.problems}),
+        ));
+        all
+    }
+
+    /// Whether any skill needs the sandbox's workers.
+    pub fn has_runnable_wasm(&self) -> bool {
+        self.skills
+            .values()
+            .any(|s| matches!(s.runner, Runner::Wasm(_)))
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Skill>> {
@@ -341,11 +410,6 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
-}
-
-/// Whether `tier` admits anything beyond the built-ins (for status display).
-pub fn tier_runs_wasm(tier: Tier) -> bool {
-    tier != Tier::Paranoid
 }
 
 #[cfg(test)]

@@ -11,6 +11,10 @@
 //! impls for the hub.
 //!
 //! Layout:
+//! - [`abi`] — ABI 1: imports, exports, status codes
+//! - [`host`] — the host functions, each raw import above its safe wrapper
+//! - [`guest`] — what `hark_alloc`/`hark_handle` do; allocator and panic handler
+//! - [`hark_skill!`] — the entry macro
 //! - [`manifest`] — manifests, permissions and their risk, name rules
 //! - [`wire`] — intent, reply, status, error bodies
 
@@ -20,8 +24,23 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod abi;
+pub mod guest;
+pub mod host;
+mod macros;
 pub mod manifest;
 pub mod wire;
+
+/// What a skill usually needs: `use hark_skill_sdk::prelude::*;`.
+pub mod prelude {
+    pub use crate::guest::{Request, SkillError};
+    pub use crate::hark_skill;
+    pub use crate::host::{self, HostError, Level, Target, kv, timer};
+    pub use crate::wire::SkillReply;
+    pub use alloc::format;
+    pub use alloc::string::{String, ToString};
+    pub use alloc::vec::Vec;
+}
 
 pub use manifest::{Limits, Manifest, ManifestProblem, Permission, Risk};
 pub use wire::{ErrorBody, Intent, Reply, SkillReply, Status, Violation};

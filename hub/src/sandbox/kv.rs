@@ -1,0 +1,194 @@
+//! A skill's private key/value store: one JSON file per skill under
+//! `<state_dir>/kv/`, capped in size, written atomically on every change.
+//! The file name comes from the skill's name, never from the skill, so a
+//! skill can reach only its own store.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use hark_skill_sdk::abi::{self, Code};
+
+use crate::fsutil::{create_private_dir, write_atomic};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    #[error("kv: the store would hold {would} bytes; the limit is {limit}")]
+    Full { would: usize, limit: usize },
+    #[error("kv: cannot save the store: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl KvError {
+    pub fn code(&self) -> Code {
+        match self {
+            KvError::Full { .. } => Code::TooLarge,
+            KvError::Io(_) => Code::Internal,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct KvStore {
+    path: PathBuf,
+    map: Mutex<BTreeMap<String, Vec<u8>>>,
+}
+
+/// Values are stored as hex: JSON has no bytes, and stores are small.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct OnDisk(BTreeMap<String, String>);
+
+impl KvStore {
+    /// Opens the store of `skill` in `dir` (`<state_dir>/kv`). A damaged
+    /// file is an error: the skill's data is not silently thrown away.
+    pub fn open(dir: &Path, skill: &str) -> Result<KvStore, String> {
+        let path = dir.join(format!("{skill}.json"));
+        let map = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let on_disk: OnDisk = serde_json::from_slice(&bytes).map_err(|e| {
+                    format!(
+                        "the kv store {} is damaged ({e}); move it aside to start empty",
+                        path.display()
+                    )
+                })?;
+                let mut map = BTreeMap::new();
+                for (k, v) in on_disk.0 {
+                    let bytes = from_hex(&v).ok_or_else(|| {
+                        format!(
+                            "the kv store {} is damaged (bad value for \"{k}\")",
+                            path.display()
+                        )
+                    })?;
+                    map.insert(k, bytes);
+                }
+                map
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(format!("cannot read the kv store {}: {e}", path.display())),
+        };
+        Ok(KvStore {
+            path,
+            map: Mutex::new(map),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.lock().get(key).cloned()
+    }
+
+    pub fn set(&self, key: &str, value: Vec<u8>) -> Result<(), KvError> {
+        let mut map = self.lock();
+        let mut next = map.clone();
+        next.insert(key.to_string(), value);
+        let would: usize = next.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if would > abi::MAX_KV_TOTAL {
+            return Err(KvError::Full {
+                would,
+                limit: abi::MAX_KV_TOTAL,
+            });
+        }
+        self.save(&next)?;
+        *map = next;
+        Ok(())
+    }
+
+    pub fn delete(&self, key: &str) -> Result<bool, KvError> {
+        let mut map = self.lock();
+        if !map.contains_key(key) {
+            return Ok(false);
+        }
+        let mut next = map.clone();
+        next.remove(key);
+        self.save(&next)?;
+        *map = next;
+        Ok(true)
+    }
+
+    fn save(&self, map: &BTreeMap<String, Vec<u8>>) -> Result<(), KvError> {
+        if let Some(dir) = self.path.parent() {
+            create_private_dir(dir)?;
+        }
+        let on_disk = OnDisk(map.iter().map(|(k, v)| (k.clone(), to_hex(v))).collect());
+        write_atomic(
+            &self.path,
+            &serde_json::to_vec(&on_disk).expect("kv serializes"),
+        )?;
+        Ok(())
+    }
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("hark-kv-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn values_persist_across_reopening() {
+        let d = dir("persist");
+        let kv = KvStore::open(&d, "shopping_list").unwrap();
+        kv.set("items", b"milk\neggs".to_vec()).unwrap();
+        kv.set("empty", Vec::new()).unwrap();
+        drop(kv);
+        let kv = KvStore::open(&d, "shopping_list").unwrap();
+        assert_eq!(kv.get("items").unwrap(), b"milk\neggs");
+        assert_eq!(kv.get("empty").unwrap(), b"");
+        assert!(kv.delete("items").unwrap());
+        assert!(!kv.delete("items").unwrap());
+        assert!(
+            KvStore::open(&d, "other").unwrap().get("empty").is_none(),
+            "stores are per skill"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn the_store_has_a_total_size_cap() {
+        let d = dir("cap");
+        let kv = KvStore::open(&d, "hog").unwrap();
+        let big = vec![7u8; abi::MAX_KV_VALUE];
+        let mut stored = 0;
+        let err = loop {
+            match kv.set(&format!("k{stored}"), big.clone()) {
+                Ok(()) => stored += 1,
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(err, KvError::Full { .. }), "{err}");
+        assert_eq!(err.code(), Code::TooLarge);
+        assert!(stored >= 10);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_store_is_an_error_not_an_empty_store() {
+        let d = dir("damaged");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("s.json"), b"{not json").unwrap();
+        let err = KvStore::open(&d, "s").unwrap_err();
+        assert!(err.contains("damaged"), "{err}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
