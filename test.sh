@@ -31,10 +31,17 @@ as_root service mosquitto stop >/dev/null 2>&1 || true
 
 say "rust tools"
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+# The SDK's example skills are built to WebAssembly: they are the sandbox's fixtures.
+rustup target add wasm32-unknown-unknown
 
 say "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+say "example skills (wasm fixtures)"
+cargo build --release --locked --target wasm32-unknown-unknown --manifest-path skill-sdk/examples/Cargo.toml
+cargo test --locked --manifest-path skill-sdk/examples/Cargo.toml
+cargo fmt --check --manifest-path skill-sdk/examples/Cargo.toml
 
 say "build"
 # --all-targets builds the benches too (in the dev profile), so they are

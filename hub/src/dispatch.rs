@@ -315,6 +315,18 @@ impl Dispatcher {
 
         let registry = self.registry();
         let Some(skill) = registry.get(&intent).cloned() else {
+            if let Some(broken) = registry.broken().iter().find(|b| b.name == intent) {
+                ctx.skill = Some(broken.name.clone());
+                ctx.decision = Some((audit::Decision::Deny, "load.invalid"));
+                return Err(Failure::new(
+                    Status::Denied,
+                    "not_loaded",
+                    format!(
+                        "the skill {} is installed but was refused at load: {}",
+                        broken.name, broken.problems
+                    ),
+                ));
+            }
             let suggestions = registry.suggest(&intent);
             let hint = if suggestions.is_empty() {
                 String::new()

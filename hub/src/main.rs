@@ -56,6 +56,28 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The skills the hub would run, with kind, version, signer, permissions,
+    /// and why a disabled one is off
+    Skills {
+        #[command(subcommand)]
+        command: SkillsCommand,
+    },
+    /// Measure this board's interpreter speed (fuel per millisecond)
+    Calibrate {
+        /// Seconds to measure
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SkillsCommand {
+    /// List every skill under the configured tier
+    List {
+        /// Print JSON (as on the status topic)
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +168,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Command::Skills {
+            command: SkillsCommand::List { json },
+        } => {
+            let (config, _) = cli::load_config(cli.config.as_deref())?;
+            let skills = cli::skills_list(&config).map_err(anyhow::Error::msg)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&skills)?);
+            } else {
+                print!("{}", cli::format_skills(&skills, config.tier));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Calibrate { seconds } => {
+            if !(seconds.is_finite() && (0.05..=60.0).contains(&seconds)) {
+                anyhow::bail!("--seconds must be between 0.05 and 60");
+            }
+            println!("{}", cli::calibrate(seconds));
+            Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
             command: AuditCommand::Verify { file },

@@ -70,6 +70,79 @@ pub fn audit_verify(path: &Path) -> (String, bool) {
     }
 }
 
+
+/// `hark skills list`: every skill (and every folder that failed to load),
+/// as the hub would see them under `config`, without starting it.
+pub fn skills_list(config: &Config) -> Result<Vec<serde_json::Value>, String> {
+    let engine = crate::sandbox::engine();
+    let fuel = config.skills.fuel_per_ms.unwrap_or(1);
+    let registry =
+        crate::registry::Registry::load(config, &engine, fuel).map_err(|e| e.to_string())?;
+    Ok(registry.describe())
+}
+
+/// Renders `skills_list` for a terminal: one line per skill, then the
+/// reason a disabled one is off.
+pub fn format_skills(skills: &[serde_json::Value], tier: crate::policy::Tier) -> String {
+    let mut out = format!("tier {tier}\n");
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    for s in skills {
+        let permissions: Vec<String> = s["permissions"]
+            .as_array()
+            .map(|a| a.iter().map(text).collect())
+            .unwrap_or_default();
+        let state = if s["enabled"] == true {
+            "enabled"
+        } else {
+            "DISABLED"
+        };
+        let signer = match (&s["signer"], s["kind"].as_str()) {
+            (serde_json::Value::String(k), _) if s["signer_trusted"] == false => {
+                format!("{k} (not trusted)")
+            }
+            (serde_json::Value::String(k), _) => k.clone(),
+            (serde_json::Value::Null, Some("wasm")) if s.get("signer").is_some() => {
+                "unsigned".into()
+            }
+            _ => "-".into(),
+        };
+        out.push_str(&format!(
+            "{:<20} {:<8} {:<9} {:<9} signer {:<14} permissions {}\n",
+            text(&s["name"]),
+            text(&s["kind"]),
+            text(&s["version"]),
+            state,
+            signer,
+            if permissions.is_empty() {
+                "-".to_string()
+            } else {
+                permissions.join(",")
+            }
+        ));
+        if let Some(reason) = s["reason"].as_str() {
+            out.push_str(&format!("    why: {reason}\n"));
+        }
+    }
+    out
+}
+
+/// `hark calibrate`: this board's interpreter speed.
+pub fn calibrate(seconds: f64) -> String {
+    let engine = crate::sandbox::engine();
+    let c =
+        crate::sandbox::calibrate::measure(&engine, std::time::Duration::from_secs_f64(seconds));
+    let budget_fuel = c.fuel_per_ms.saturating_mul(crate::config::MAX_TIMEOUT_MS);
+    format!(
+        "fuel_per_ms = {}\n\nMeasured in {:.2} s. A 1.5 s skill budget is {} fuel on this machine.\n\
+         The hub measures this at start (in ~20 ms); to pin it, e.g. on a fleet of identical\n\
+         boards, put `fuel_per_ms = {}` under [skills] in hark.toml.",
+        c.fuel_per_ms,
+        c.took.as_secs_f64(),
+        budget_fuel,
+        c.fuel_per_ms
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

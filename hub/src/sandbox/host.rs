@@ -532,7 +532,7 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
                 state.publishes += 1;
                 Ok(0)
             }
-            Err(()) => Ok(state.fail(Code::Limit, "mqtt_publish: the hub's outgoing queue is full; try again later")),
+            Err(_) => Ok(state.fail(Code::Limit, "mqtt_publish: the hub's outgoing queue is full; try again later")),
         }
     })?;
 

@@ -40,7 +40,10 @@ fn speak(rolls: &[u32], total: u32) -> String {
         [one] => format!("You rolled a {one}."),
         [rest @ .., last] => {
             let rest: Vec<String> = rest.iter().map(|r| r.to_string()).collect();
-            format!("You rolled {} and {last}: {total} in total.", rest.join(", "))
+            format!(
+                "You rolled {} and {last}: {total} in total.",
+                rest.join(", ")
+            )
         }
         [] => "You rolled nothing.".to_string(),
     }
