@@ -136,6 +136,10 @@ impl Dispatcher {
         self.audit.record(record)
     }
 
+    pub fn audit_log(&self) -> &Arc<Audit> {
+        &self.audit
+    }
+
     /// fdatasync the audit log and refresh its head file.
     pub fn sync_audit(&self) {
         self.audit.sync();

@@ -92,7 +92,9 @@ impl Outbox {
 
     /// Queues a message without waiting; gives it back when the queue is full.
     pub fn try_send(&self, message: Message) -> Result<(), Box<Message>> {
-        self.tx.try_send(message).map_err(|e| Box::new(e.into_inner()))
+        self.tx
+            .try_send(message)
+            .map_err(|e| Box::new(e.into_inner()))
     }
 
     pub async fn send(&self, message: Message) {

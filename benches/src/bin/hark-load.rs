@@ -4,8 +4,14 @@
 //! ```text
 //! cargo run --release -p hark-benches --bin hark-load -- \
 //!     [--broker embedded|mosquitto] [--responder hub|echo] \
-//!     [--sats 1] [--inflight 1] [--seconds 5] [--intent system.cancel]
+//!     [--sats 1] [--inflight 1] [--seconds 5] [--intent system.cancel] \
+//!     [--skill dice|spin] [--expect ok|timeout]
 //! ```
+//!
+//! `--skill` installs a WebAssembly skill (the SDK's `dice`, or `spin`, an
+//! infinite loop) and runs the hub in the convenient tier; `--intent`
+//! defaults to that skill. `--expect timeout` measures how long the hub
+//! takes to stop a runaway call.
 //!
 //! `--responder echo` replaces the hub with a minimal client that answers
 //! every intent at once: the floor that broker and network alone impose.
@@ -16,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
+use sha2::Digest;
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -26,6 +33,8 @@ struct Options {
     seconds: f64,
     intent: String,
     args: Value,
+    skill: Option<String>,
+    expect: String,
 }
 
 fn parse_options() -> Options {
@@ -37,6 +46,8 @@ fn parse_options() -> Options {
         seconds: 5.0,
         intent: "system.cancel".into(),
         args: json!({}),
+        skill: None,
+        expect: "ok".into(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -66,6 +77,12 @@ fn parse_options() -> Options {
             "--args" => {
                 o.args = serde_json::from_str(&value()).unwrap_or_else(|_| usage("--args is JSON"))
             }
+            "--skill" => {
+                let skill = value();
+                o.intent = skill.clone();
+                o.skill = Some(skill);
+            }
+            "--expect" => o.expect = value(),
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown flag {other}")),
         }
@@ -84,7 +101,8 @@ fn usage(problem: &str) -> ! {
     }
     eprintln!(
         "usage: hark-load [--broker embedded|mosquitto] [--responder hub|echo] [--sats N] \
-         [--inflight K] [--seconds S] [--intent NAME] [--args JSON]"
+         [--inflight K] [--seconds S] [--intent NAME] [--args JSON] [--skill dice|spin] \
+         [--expect ok|timeout]"
     );
     std::process::exit(2)
 }
@@ -192,11 +210,57 @@ fn start_echo(port: u16) {
     });
 }
 
-fn start_hub(broker_line: String) -> std::path::PathBuf {
+/// Installs the `--skill` fixture into `<state>/skills`; returns the TOML it needs.
+fn install_skill(state: &std::path::Path, skill: &str) -> String {
+    let module = match skill {
+        "dice" => {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../skill-sdk/examples/target/wasm32-unknown-unknown/release/dice.wasm");
+            std::fs::read(&path).unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e}; build the example skills first (./test.sh does)",
+                    path.display()
+                )
+            })
+        }
+        "spin" => {
+            let wat = r#"(module (memory (export "memory") 1)
+                (func (export "hark_alloc") (param i32) (result i32) (i32.const 1024))
+                (func (export "hark_handle") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0)))"#;
+            wat::parse_str(wat).unwrap()
+        }
+        other => usage(&format!("--skill {other}: only dice and spin are built in")),
+    };
+    let dir = state.join("skills").join(skill);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sha: String = sha2::Sha256::digest(&module)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let manifest = json!({
+        "name": skill, "version": "1.0.0", "abi": 1, "entrypoint": "skill.wasm", "sha256": sha,
+        "args_schema": {"type": "object"}, "permissions": ["log"]
+    });
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+    std::fs::write(dir.join("skill.wasm"), module).unwrap();
+    format!(
+        "tier = \"convenient\"\n[skills]\ndir = \"{}\"\n",
+        state.join("skills").display()
+    )
+}
+
+fn start_hub(broker_line: String, skill: Option<&str>) -> std::path::PathBuf {
     let state = std::env::temp_dir().join(format!("hark-load-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
+    let skill_toml = skill.map(|s| install_skill(&state, s)).unwrap_or_default();
+    // Top-level keys must come before the first table.
+    let (top, tables) = skill_toml
+        .split_once("[skills]")
+        .map_or((String::new(), String::new()), |(t, rest)| {
+            (t.to_string(), format!("[skills]{rest}"))
+        });
     let text = format!(
-        "state_dir = \"{}\"\n[mqtt]\n{broker_line}\n[audio]\nbackend = \"null\"\n",
+        "{top}state_dir = \"{}\"\n[mqtt]\n{broker_line}\n[audio]\nbackend = \"null\"\n{tables}",
         state.display()
     );
     let config = hark_hub::Config::from_toml(&text, std::path::Path::new("load.toml")).unwrap();
@@ -267,8 +331,8 @@ async fn satellite(
                 let Some(started) = reply["id"].as_str().and_then(|id| sent.remove(id)) else {
                     continue;
                 };
-                if reply["status"] != "ok" {
-                    panic!("satellite {name}: reply {reply}");
+                if reply["status"] != o.expect.as_str() {
+                    panic!("satellite {name}: expected {}, got {reply}", o.expect);
                 }
                 let now = Instant::now();
                 if started >= record_from {
@@ -304,12 +368,22 @@ fn main() {
     let mosquitto = (o.broker == "mosquitto").then(|| start_mosquitto(port));
     let mut state = None;
     match (o.broker.as_str(), o.responder.as_str()) {
-        ("embedded", "hub") => state = Some(start_hub(format!("listen = \"127.0.0.1:{port}\""))),
+        ("embedded", "hub") => {
+            state = Some(start_hub(
+                format!("listen = \"127.0.0.1:{port}\""),
+                o.skill.as_deref(),
+            ))
+        }
         ("embedded", "echo") => {
             hark_hub::broker::start(([127, 0, 0, 1], port).into(), 65536, None).unwrap();
             start_echo(port);
         }
-        (_, "hub") => state = Some(start_hub(format!("url = \"mqtt://127.0.0.1:{port}\""))),
+        (_, "hub") => {
+            state = Some(start_hub(
+                format!("url = \"mqtt://127.0.0.1:{port}\""),
+                o.skill.as_deref(),
+            ))
+        }
         _ => start_echo(port),
     }
     wait_for_port(port);
@@ -345,7 +419,7 @@ fn main() {
     s.sort_unstable();
     println!(
         "broker={} responder={} intent={} sats={} inflight={} requests={} \
-         throughput={:.0}/s p50={:.3}ms p90={:.3}ms p99={:.3}ms max={:.3}ms",
+         throughput={:.0}/s min={:.3}ms p50={:.3}ms p90={:.3}ms p99={:.3}ms max={:.3}ms",
         o.broker,
         o.responder,
         o.intent,
@@ -353,6 +427,7 @@ fn main() {
         o.inflight,
         s.len(),
         s.len() as f64 / measured,
+        percentile(&s, 0.0),
         percentile(&s, 0.50),
         percentile(&s, 0.90),
         percentile(&s, 0.99),

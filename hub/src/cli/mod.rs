@@ -70,7 +70,6 @@ pub fn audit_verify(path: &Path) -> (String, bool) {
     }
 }
 
-
 /// `hark skills list`: every skill (and every folder that failed to load),
 /// as the hub would see them under `config`, without starting it.
 pub fn skills_list(config: &Config) -> Result<Vec<serde_json::Value>, String> {

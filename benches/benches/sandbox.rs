@@ -1,0 +1,198 @@
+//! The sandbox's costs: compiling a skill, one call in a fresh instance,
+//! the JSON round trip around it, and a whole request through the
+//! dispatcher for a built-in next to a WebAssembly skill.
+//!
+//! Needs the example skills built:
+//! `cargo build --release --target wasm32-unknown-unknown --manifest-path skill-sdk/examples/Cargo.toml`
+//!
+//! `cargo bench -p hark-benches --bench sandbox`
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use hark_hub::Config;
+use hark_hub::events::Protocol;
+use hark_hub::hub::assemble;
+use hark_hub::inflight::CancelFlag;
+use hark_hub::registry::Runner;
+use hark_hub::sandbox::{self, exec, host};
+use sha2::{Digest, Sha256};
+
+const TRIVIAL: &str = r#"(module
+  (memory (export "memory") 1)
+  (data (i32.const 0) "{\"speech\":\"hi\"}")
+  (func (export "hark_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "hark_handle") (param i32 i32) (result i64) (i64.const 15)))"#;
+
+fn dice_wasm() -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../skill-sdk/examples/target/wasm32-unknown-unknown/release/dice.wasm");
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the example skills first: cargo build --release --target \
+             wasm32-unknown-unknown --manifest-path skill-sdk/examples/Cargo.toml",
+            path.display()
+        )
+    })
+}
+
+fn install(skills: &Path, name: &str, module: &[u8], extra: serde_json::Value) {
+    let dir = skills.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sha: String = Sha256::digest(module)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut manifest = serde_json::json!({
+        "name": name, "version": "1.0.0", "abi": 1, "entrypoint": "skill.wasm", "sha256": sha,
+        "args_schema": {"type": "object"}
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        manifest[k] = v.clone();
+    }
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+    std::fs::write(dir.join("skill.wasm"), module).unwrap();
+}
+
+fn sandbox_benches(c: &mut Criterion) {
+    let dice = dice_wasm();
+    let trivial = wat::parse_str(TRIVIAL).unwrap();
+    let engine = sandbox::engine();
+
+    c.bench_function("sandbox/compile_dice", |b| {
+        b.iter(|| sandbox::compile(&engine, black_box(&dice), &[], 16 << 20).unwrap())
+    });
+
+    let root = std::env::temp_dir().join(format!("hark-bench-sandbox-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let skills = root.join("skills");
+    install(&skills, "trivial", &trivial, serde_json::json!({}));
+    install(
+        &skills,
+        "dice",
+        &dice,
+        serde_json::json!({"entrypoint": "skill.wasm"}),
+    );
+    let config = Config::from_toml(
+        &format!(
+            "tier = \"convenient\"\nstate_dir = \"{}\"\n[skills]\ndir = \"{}\"\n[audio]\nbackend = \"null\"\n",
+            root.join("state").display(),
+            skills.display()
+        ),
+        Path::new("bench.toml"),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let assembly = rt.block_on(async { assemble(&config) }).unwrap();
+    let d = assembly.dispatcher.clone();
+    let registry = d.registry();
+    let Runner::Wasm(trivial_skill) = &registry.get("trivial").unwrap().runner else {
+        panic!("trivial did not load: {:?}", registry.broken())
+    };
+    let env = Arc::new(host::HostEnv {
+        tier: d.tier(),
+        services: d.services().clone(),
+        outbox: assembly.outbox.clone(),
+        topics: assembly.topics.clone(),
+        audit: d.audit_log().clone(),
+        secrets_path: root.join("secrets.toml"),
+    });
+    // Modules belong to the engine that compiled them: the hub's.
+    let engine = assembly.engine.clone();
+    let linker = host::linker(&engine);
+    let cancel = CancelFlag::default();
+    let input = br#"{"id":"r","intent":"trivial","args":{},"satellite":"kitchen"}"#;
+    c.bench_function("sandbox/instantiate_and_call_trivial", |b| {
+        b.iter(|| {
+            let state = host::CallState::new(
+                trivial_skill.info.clone(),
+                env.clone(),
+                "kitchen",
+                "r",
+                Protocol::Native,
+            );
+            let outcome = exec::call(
+                &engine,
+                &linker,
+                &trivial_skill.module,
+                &trivial_skill.limits,
+                state,
+                black_box(input),
+                &cancel,
+            );
+            outcome.result.unwrap()
+        })
+    });
+
+    let Runner::Wasm(dice_skill) = &registry.get("dice").unwrap().runner else {
+        panic!("dice did not load: {:?}", registry.broken())
+    };
+    let dice_input =
+        br#"{"id":"r","intent":"dice","args":{"sides":6,"count":3},"satellite":"kitchen"}"#;
+    c.bench_function("sandbox/instantiate_and_call_dice", |b| {
+        b.iter(|| {
+            let state = host::CallState::new(
+                dice_skill.info.clone(),
+                env.clone(),
+                "kitchen",
+                "r",
+                Protocol::Native,
+            );
+            let outcome = exec::call(
+                &engine,
+                &linker,
+                &dice_skill.module,
+                &dice_skill.limits,
+                state,
+                black_box(dice_input),
+                &cancel,
+            );
+            outcome.result.unwrap()
+        })
+    });
+
+    let intent = hark_skill_sdk::Intent {
+        id: "r-1".into(),
+        intent: "dice".into(),
+        args: serde_json::json!({"sides": 6, "count": 3})
+            .as_object()
+            .unwrap()
+            .clone(),
+        text: Some("roll three dice".into()),
+        confidence: Some(0.9),
+        satellite: "kitchen".into(),
+    };
+    let reply = br#"{"speech":"You rolled 3, 5 and 6: 14 in total.","data":{"rolls":[3,5,6],"total":14,"sides":6}}"#;
+    c.bench_function("sandbox/json_round_trip", |b| {
+        b.iter(|| {
+            let input = serde_json::to_vec(black_box(&intent)).unwrap();
+            let out = exec::parse_reply(black_box(reply)).unwrap();
+            (input, out)
+        })
+    });
+
+    let mut group = c.benchmark_group("dispatch_kind");
+    let builtin = br#"{"id":"r-1","intent":"system.cancel","args":{}}"#;
+    group.bench_function("builtin_system_cancel", |b| {
+        b.iter(|| rt.block_on(d.handle_payload("kitchen", Protocol::Native, black_box(builtin))))
+    });
+    let wasm = br#"{"id":"r-2","intent":"dice","args":{"sides":6,"count":3}}"#;
+    group.bench_function("wasm_dice", |b| {
+        b.iter(|| {
+            let reply = rt.block_on(d.handle_payload("kitchen", Protocol::Native, black_box(wasm)));
+            assert_eq!(reply.status, hark_skill_sdk::Status::Ok, "{reply:?}");
+            reply
+        })
+    });
+    group.finish();
+    drop(assembly);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+criterion_group!(benches, sandbox_benches);
+criterion_main!(benches);
