@@ -54,6 +54,12 @@ impl From<crate::host::HostError> for SkillError {
     }
 }
 
+/// Turns a skill's own result type into reply `data`.
+pub fn to_data<T: Serialize>(value: &T) -> Result<serde_json::Value, SkillError> {
+    serde_json::to_value(value)
+        .map_err(|e| SkillError::new("encode", alloc::format!("the reply data did not encode: {e}")))
+}
+
 #[derive(Serialize)]
 struct ErrorReply<'a> {
     error: &'a SkillError,
@@ -167,11 +173,32 @@ mod runtime {
 
     #[panic_handler]
     fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-        // Tell the hub's log why, then trap: the hub answers `error`.
-        let mut message = alloc::string::String::new();
-        let _ = core::fmt::write(&mut message, format_args!("panic: {info}"));
+        // Formatting the panic message would pull all of core::fmt into every
+        // skill (~20 KiB); the location is enough to find the bug. Then
+        // trap: the hub answers `error`.
+        let mut message = alloc::string::String::from("panic");
+        if let Some(location) = info.location() {
+            message.push_str(" at ");
+            message.push_str(location.file());
+            message.push(':');
+            push_decimal(&mut message, location.line());
+        }
         crate::host::log(crate::host::Level::Error, &message);
         core::arch::wasm32::unreachable()
+    }
+
+    fn push_decimal(out: &mut alloc::string::String, mut n: u32) {
+        let mut digits = [0u8; 10];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        out.push_str(core::str::from_utf8(&digits[i..]).unwrap_or("?"));
     }
 }
 

@@ -33,7 +33,7 @@ pub mod wire;
 
 /// What a skill usually needs: `use hark_skill_sdk::prelude::*;`.
 pub mod prelude {
-    pub use crate::guest::{Request, SkillError};
+    pub use crate::guest::{Request, SkillError, to_data};
     pub use crate::hark_skill;
     pub use crate::host::{self, HostError, Level, Target, kv, timer};
     pub use crate::wire::SkillReply;

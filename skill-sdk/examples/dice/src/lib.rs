@@ -1,9 +1,9 @@
 //! `dice`: roll dice. Pure compute with typed args; the hub's randomness.
 
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(target_arch = "wasm32", no_std)]
 
 use hark_skill_sdk::prelude::*;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]
 struct Args {
@@ -11,6 +11,14 @@ struct Args {
     sides: u32,
     #[serde(default = "one")]
     count: u32,
+}
+
+/// What a UI or automation gets back.
+#[derive(Serialize)]
+struct Rolled {
+    rolls: Vec<u32>,
+    total: u32,
+    sides: u32,
 }
 
 fn six() -> u32 {
@@ -31,8 +39,12 @@ fn roll(request: Request<Args>) -> Result<SkillReply, SkillError> {
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) % sides + 1)
         .collect();
     let total: u32 = rolls.iter().sum();
-    Ok(SkillReply::speech(speak(&rolls, total))
-        .with_data(serde_json::json!({"rolls": rolls, "total": total, "sides": sides})))
+    let speech = speak(&rolls, total);
+    Ok(SkillReply::speech(speech).with_data(to_data(&Rolled {
+        rolls,
+        total,
+        sides,
+    })?))
 }
 
 fn speak(rolls: &[u32], total: u32) -> String {
