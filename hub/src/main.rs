@@ -62,11 +62,59 @@ enum Command {
         #[command(subcommand)]
         command: SkillsCommand,
     },
+    /// Write, build, sign and verify WebAssembly skills
+    Skill {
+        #[command(subcommand)]
+        command: SkillCommand,
+    },
     /// Measure this board's interpreter speed (fuel per millisecond)
     Calibrate {
         /// Seconds to measure
         #[arg(long, default_value_t = 1.0)]
         seconds: f64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SkillCommand {
+    /// Scaffold a skill crate on the SDK, ready to build
+    New {
+        /// Skill name = the intent it serves, e.g. hello or kitchen.weather
+        name: String,
+        /// Folder to create it in
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Use this hark-skill-sdk checkout instead of a vendored copy
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Build for wasm32, write the module and its sha256, check it as the hub will
+    Build {
+        /// The skill's folder
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Make an ed25519 key pair for signing skills
+    Keygen {
+        /// Secret key file (written 0600); the public key goes to <file>.pub
+        #[arg(long, default_value = "hark-skill.key")]
+        out: PathBuf,
+    },
+    /// Sign a skill folder: writes manifest.sig
+    Sign {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Secret key from `hark skill keygen`
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Check a skill folder's signature and module
+    Verify {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Public key (ed25519:... or a .pub file); default: trust.keys of the config
+        #[arg(long)]
+        key: Option<String>,
     },
 }
 
@@ -181,6 +229,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Skill { command } => skill_command(command, cli.config.as_deref()),
         Command::Calibrate { seconds } => {
             if !(seconds.is_finite() && (0.05..=60.0).contains(&seconds)) {
                 anyhow::bail!("--seconds must be between 0.05 and 60");
@@ -204,6 +253,68 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+fn skill_command(
+    command: SkillCommand,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    use hark_hub::cli::skill;
+    match command {
+        SkillCommand::New { name, dir, sdk } => {
+            let made = skill::new(&name, &dir, sdk.as_deref())?;
+            println!(
+                "created {shown}
+next: edit {shown}/src/lib.rs and manifest.json, then\n  hark skill build {shown}",
+                shown = made.display()
+            );
+        }
+        SkillCommand::Build { dir } => {
+            let (config, _) = cli::load_config(config)?;
+            let built = skill::build(&dir, &config)?;
+            println!(
+                "built {} ({} bytes, sha256 {})
+the hub would load it; sign it with: hark skill sign {} --key <file>",
+                built.module.display(),
+                built.bytes,
+                built.sha256,
+                dir.display()
+            );
+            if built.stale_signature_removed {
+                println!("removed manifest.sig: it signed the previous manifest; sign again");
+            }
+        }
+        SkillCommand::Keygen { out } => {
+            let public = skill::keygen(&out)?;
+            println!(
+                "secret key: {} (keep it private)
+public key: {public}
+
+to trust skills signed with it, add to hark.toml:
+[trust]
+keys = [\"{public}\"]",
+                out.display()
+            );
+        }
+        SkillCommand::Sign { dir, key } => {
+            let signer = skill::sign(&dir, &key)?;
+            println!("signed {} as {signer}", dir.join("manifest.sig").display());
+        }
+        SkillCommand::Verify { dir, key } => {
+            let keys = match key {
+                Some(key) => vec![skill::public_key_arg(&key)?],
+                None => cli::load_config(config)?.0.trust_keys,
+            };
+            match skill::verify(&dir, &keys) {
+                Ok(line) => println!("{line}"),
+                Err(e) => {
+                    println!("refused: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Resolves on SIGTERM or SIGINT.

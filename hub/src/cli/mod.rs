@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{Config, ConfigError};
 
 pub mod send;
+pub mod skill;
 
 /// Where the config comes from: `--config`, else `HARK_CONFIG`, else
 /// `/etc/hark/hark.toml` when it exists, else the built-in defaults.
