@@ -56,8 +56,12 @@ impl From<crate::host::HostError> for SkillError {
 
 /// Turns a skill's own result type into reply `data`.
 pub fn to_data<T: Serialize>(value: &T) -> Result<serde_json::Value, SkillError> {
-    serde_json::to_value(value)
-        .map_err(|e| SkillError::new("encode", alloc::format!("the reply data did not encode: {e}")))
+    serde_json::to_value(value).map_err(|e| {
+        SkillError::new(
+            "encode",
+            alloc::format!("the reply data did not encode: {e}"),
+        )
+    })
 }
 
 #[derive(Serialize)]
