@@ -339,3 +339,22 @@ fn hark_audit_verify_names_the_first_edited_deleted_or_swapped_record() {
     let (ok, out) = verify(dir.path(), &headless, false);
     assert!(!ok && out.contains("line 1"), "{out}");
 }
+
+#[test]
+fn a_damaged_timers_file_stops_the_hub_at_start_and_says_what_to_do() {
+    let dir = TempDir::new("cli-timers-damaged");
+    let config = config_for(dir.path(), free_port());
+    std::fs::write(dir.path().join("timers.json"), b"{\"timers\": [oops").unwrap();
+    let out = hark(dir.path(), &["--config", config.to_str().unwrap(), "run"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("timers.json") && err.contains("move it aside"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("timers.json")).unwrap(),
+        b"{\"timers\": [oops",
+        "the damaged file is left for the person to inspect"
+    );
+}
