@@ -81,8 +81,12 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn start() -> Mosquitto {
+        Mosquitto::start_on(free_port())
+    }
+
+    /// A mosquitto on `port` (e.g. to restart one where it was).
+    pub fn start_on(port: u16) -> Mosquitto {
         let dir = TempDir::new("mosquitto");
-        let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,

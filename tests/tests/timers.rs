@@ -196,3 +196,26 @@ fn intents_sent_while_the_hub_is_down_are_answered_after_it_restarts() {
         assert_eq!(reply["speech"], "Timer set for 5 minutes.");
     });
 }
+
+#[test]
+fn the_hub_reconnects_and_resubscribes_when_its_broker_comes_back() {
+    let mosquitto = Mosquitto::start();
+    let port = mosquitto.port;
+    let dir = TempDir::new("reconnect");
+    let config = write_config(dir.path(), &format!("url = \"{}\"", mosquitto.url()));
+    let _hub = HubProcess::spawn(dir.path(), &config);
+    wait_online(port, "hark");
+
+    // The broker goes away and comes back empty (no persistence): the hub
+    // must reconnect on its own and subscribe again.
+    drop(mosquitto);
+    std::thread::sleep(Duration::from_millis(500));
+    let _mosquitto = Mosquitto::start_on(port);
+    let status = wait_online(port, "hark");
+    assert_eq!(status["online"], true);
+    runtime().block_on(async {
+        let mut kitchen = Satellite::connect(port, "hark", "kitchen").await;
+        let reply = kitchen.request("timer.set", json!({"duration": "5m"})).await;
+        assert_eq!(reply["status"], "ok", "{reply}");
+    });
+}
