@@ -106,54 +106,38 @@ fn sandbox_benches(c: &mut Criterion) {
     let engine = assembly.engine.clone();
     let linker = host::linker(&engine);
     let cancel = CancelFlag::default();
+    // One call in a fresh instance, as a worker runs it.
+    let call = |skill: &sandbox::WasmSkill, input: &[u8]| {
+        let state = host::CallState::new(
+            skill.info.clone(),
+            env.clone(),
+            "kitchen",
+            "r",
+            Protocol::Native,
+        );
+        exec::call(
+            &engine,
+            &linker,
+            &skill.module,
+            &skill.limits,
+            state,
+            input,
+            &cancel,
+        )
+        .result
+        .unwrap()
+    };
     let input = br#"{"id":"r","intent":"trivial","args":{},"satellite":"kitchen"}"#;
     c.bench_function("sandbox/instantiate_and_call_trivial", |b| {
-        b.iter(|| {
-            let state = host::CallState::new(
-                trivial_skill.info.clone(),
-                env.clone(),
-                "kitchen",
-                "r",
-                Protocol::Native,
-            );
-            let outcome = exec::call(
-                &engine,
-                &linker,
-                &trivial_skill.module,
-                &trivial_skill.limits,
-                state,
-                black_box(input),
-                &cancel,
-            );
-            outcome.result.unwrap()
-        })
+        b.iter(|| call(trivial_skill, black_box(input)))
     });
-
     let Runner::Wasm(dice_skill) = &registry.get("dice").unwrap().runner else {
         panic!("dice did not load: {:?}", registry.broken())
     };
     let dice_input =
         br#"{"id":"r","intent":"dice","args":{"sides":6,"count":3},"satellite":"kitchen"}"#;
     c.bench_function("sandbox/instantiate_and_call_dice", |b| {
-        b.iter(|| {
-            let state = host::CallState::new(
-                dice_skill.info.clone(),
-                env.clone(),
-                "kitchen",
-                "r",
-                Protocol::Native,
-            );
-            let outcome = exec::call(
-                &engine,
-                &linker,
-                &dice_skill.module,
-                &dice_skill.limits,
-                state,
-                black_box(dice_input),
-                &cancel,
-            );
-            outcome.result.unwrap()
-        })
+        b.iter(|| call(dice_skill, black_box(dice_input)))
     });
 
     let intent = hark_skill_sdk::Intent {

@@ -249,71 +249,42 @@ fn an_infinite_loop_is_stopped_at_the_budget_while_builtins_answer_in_millisecon
     hub.stop().unwrap();
 }
 
+/// The reply failed with `status`/`code` and its message says `says`.
+fn assert_failed(reply: &Value, status: &str, code: &str, says: &str) {
+    assert_eq!(reply["status"], status, "{reply}");
+    assert_eq!(reply["error"]["code"], code, "{reply}");
+    let message = reply["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(says), "{reply}");
+}
+
 #[test]
 fn a_memory_grow_bomb_is_stopped_at_the_memory_cap() {
     let (reply, _) = reply_of_hostile("bomb", &wat(hostile::MEMORY_BOMB), json!({}));
-    assert_eq!(reply["status"], "error", "{reply}");
-    assert_eq!(reply["error"]["code"], "trap");
-    assert!(
-        reply["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("memory limit"),
-        "{reply}"
-    );
+    assert_failed(&reply, "error", "trap", "memory limit");
 }
 
 #[test]
 fn unbounded_recursion_is_stopped_at_the_stack_limit() {
     let (reply, _) = reply_of_hostile("deep", &wat(hostile::RECURSION), json!({}));
-    assert_eq!(reply["status"], "error", "{reply}");
-    assert!(
-        reply["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("stack overflow"),
-        "{reply}"
-    );
+    assert_failed(&reply, "error", "trap", "stack overflow");
 }
 
 #[test]
 fn an_output_bigger_than_the_cap_is_refused() {
     let (reply, _) = reply_of_hostile("chatty", &wat(hostile::HUGE_OUTPUT), json!({}));
-    assert_eq!(reply["status"], "error", "{reply}");
-    assert_eq!(reply["error"]["code"], "bad_output");
-    assert!(
-        reply["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("1048576 bytes"),
-        "{reply}"
-    );
+    assert_failed(&reply, "error", "bad_output", "1048576 bytes");
 }
 
 #[test]
 fn a_pointer_outside_memory_in_a_host_call_stops_the_call() {
     let (reply, _) = reply_of_hostile("wild", &wat(hostile::WILD_POINTER), json!({}));
-    assert_eq!(reply["status"], "error", "{reply}");
-    assert!(
-        reply["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("outside the skill's memory"),
-        "{reply}"
-    );
+    assert_failed(&reply, "error", "trap", "outside the skill's memory");
 }
 
 #[test]
 fn a_trap_is_an_error_reply() {
     let (reply, _) = reply_of_hostile("boom", &wat(hostile::TRAP), json!({}));
-    assert_eq!(reply["status"], "error", "{reply}");
-    assert!(
-        reply["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("unreachable"),
-        "{reply}"
-    );
+    assert_failed(&reply, "error", "trap", "unreachable");
 }
 
 fn assert_refused_at_load(reply: &Value, entry: &Value, says: &str) {

@@ -111,6 +111,10 @@ impl CallState {
         code as i32
     }
 
+    fn kv_failed(&mut self, e: &super::kv::KvError) -> i32 {
+        self.fail(e.code(), e.to_string())
+    }
+
     /// Asks the gate; a denial is audited and becomes `Code::Denied`.
     fn allowed(&mut self, permission: &Permission) -> Result<(), i32> {
         let decision = policy::decide(
@@ -348,10 +352,7 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
             let result = caller.data().skill.kv.set(&key, value);
             Ok(match result {
                 Ok(()) => 0,
-                Err(e) => {
-                    let code = e.code();
-                    caller.data_mut().fail(code, e.to_string())
-                }
+                Err(e) => caller.data_mut().kv_failed(&e),
             })
         },
     )?;
@@ -374,10 +375,7 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
                 Ok(false) => caller
                     .data_mut()
                     .fail(Code::NotFound, format!("no value under \"{key}\"")),
-                Err(e) => {
-                    let code = e.code();
-                    caller.data_mut().fail(code, e.to_string())
-                }
+                Err(e) => caller.data_mut().kv_failed(&e),
             })
         },
     )?;
