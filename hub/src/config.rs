@@ -297,6 +297,16 @@ impl RawConfig {
         let media_dir =
             (!self.audio.media_dir.is_empty()).then(|| PathBuf::from(self.audio.media_dir));
 
+        if self.hermes.enabled && (mqtt.prefix == "hermes" || mqtt.prefix.starts_with("hermes/")) {
+            return Err(invalid(
+                "mqtt.prefix",
+                format!(
+                    "\"{}\" overlaps the Hermes topics (hermes/...) that hermes.enabled serves; \
+                     keep the default \"hark\" or choose another prefix",
+                    mqtt.prefix
+                ),
+            ));
+        }
         for (name, skill) in &self.hermes.intents {
             check_name(skill).map_err(|m| {
                 invalid(
@@ -545,6 +555,10 @@ mod tests {
             (
                 "[hermes.intents]\nSetTimer = \"Timer Set\"",
                 "hermes.intents.SetTimer",
+            ),
+            (
+                "[mqtt]\nprefix = \"hermes\"\n[hermes]\nenabled = true",
+                "mqtt.prefix",
             ),
         ] {
             let err = parse(text).unwrap_err().to_string();

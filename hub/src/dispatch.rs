@@ -193,6 +193,22 @@ impl Dispatcher {
         self.finish(ctx, Err(failure))
     }
 
+    /// Like [`Dispatcher::refuse`], for an adapter that already recovered
+    /// what it could of the request (Hermes: the session and intent name).
+    pub fn refuse_known(
+        &self,
+        satellite: &str,
+        protocol: Protocol,
+        id: Option<&str>,
+        intent: Option<&str>,
+        failure: Failure,
+    ) -> Reply {
+        let mut ctx = Context::new(satellite, protocol);
+        ctx.id = id.filter(|id| valid_id(id)).map(String::from);
+        ctx.intent = intent.map(|s| truncate(s, 128));
+        self.finish(ctx, Err(failure))
+    }
+
     fn parse(&self, payload: &[u8]) -> Result<Value, Failure> {
         if payload.len() > self.max_payload {
             return Err(Failure::new(

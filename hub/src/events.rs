@@ -67,12 +67,24 @@ impl Outbox {
     }
 
     /// Queues an event without waiting; a full queue drops it with a warning
-    /// (events are advisory, replies are not).
+    /// (events are advisory, replies are not). A native satellite gets it on
+    /// `<prefix>/event/<sat>`; a Hermes satellite gets its Hermes form, if it
+    /// has one ([`crate::hermes::event_message`]).
     pub fn event(&self, event: Event) {
-        let message = Message {
-            topic: self.topics.event(&event.satellite),
-            payload: serde_json::to_vec(&event.body).expect("events serialize"),
-            retain: false,
+        let message = match event.protocol {
+            Protocol::Native => Message {
+                topic: self.topics.event(&event.satellite),
+                payload: serde_json::to_vec(&event.body).expect("events serialize"),
+                retain: false,
+            },
+            Protocol::Hermes => match crate::hermes::event_message(&event) {
+                Some(message) => message,
+                None => {
+                    tracing::debug!(satellite = %event.satellite, event = %event.body["event"],
+                        "no Hermes form for this event; not sent");
+                    return;
+                }
+            },
         };
         if let Err(e) = self.tx.try_send(message) {
             tracing::warn!(satellite = %event.satellite, "event dropped: {e}");

@@ -92,7 +92,12 @@ pub fn assemble(config: &Config) -> Result<Assembly, HubError> {
         AudioBackend::Null => crate::audio::Backend::Null,
     };
     let audio = AudioOut::open(backend)?;
-    let playback = PlaybackService::new(audio, config.audio.media_dir.clone(), outbox.clone());
+    let playback = PlaybackService::new(
+        audio,
+        config.audio.media_dir.clone(),
+        outbox.clone(),
+        crate::hermes::play_bytes_limit(config.mqtt.max_payload),
+    );
     let timers = TimerService::open(
         &config.state_dir,
         outbox.clone(),
@@ -263,11 +268,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     });
 
+    let hermes = config.hermes.enabled.then(|| {
+        Arc::new(crate::hermes::Adapter::new(
+            dispatcher.clone(),
+            outbox.clone(),
+            config.hermes.intents.clone(),
+            config.mqtt.max_payload,
+        ))
+    });
     let server = Server {
         client,
         topics,
         outbox,
         dispatcher: dispatcher.clone(),
+        hermes,
         permits: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)),
         started,
         tier: config.tier,
@@ -329,6 +343,8 @@ struct Server {
     topics: Topics,
     outbox: Outbox,
     dispatcher: Arc<Dispatcher>,
+    /// The Hermes adapter, when `hermes.enabled`.
+    hermes: Option<Arc<crate::hermes::Adapter>>,
     permits: Arc<Semaphore>,
     started: Instant,
     tier: crate::policy::Tier,
@@ -470,6 +486,13 @@ impl Server {
                 {
                     tracing::error!("cannot subscribe: {e}");
                 }
+                if self.hermes.is_some() {
+                    for filter in crate::hermes::topics::SUBSCRIPTIONS {
+                        if let Err(e) = self.client.try_subscribe(filter, QoS::AtLeastOnce) {
+                            tracing::error!("cannot subscribe to {filter}: {e}");
+                        }
+                    }
+                }
                 self.publish_status(true).await;
             }
             Event::Incoming(Packet::Publish(publish)) => {
@@ -479,35 +502,69 @@ impl Server {
         }
     }
 
+    /// A permit to run one request, or why not (shutting down, busy).
+    fn admit(&self, draining: bool) -> Result<tokio::sync::OwnedSemaphorePermit, Failure> {
+        if draining {
+            return Err(Failure::new(
+                Status::Busy,
+                "shutting_down",
+                "the hub is shutting down; retry in a moment",
+            ));
+        }
+        self.permits.clone().try_acquire_owned().map_err(|_| {
+            Failure::new(
+                Status::Busy,
+                "busy",
+                format!(
+                    "the hub is already handling {MAX_CONCURRENT_REQUESTS} requests; \
+                     retry in a moment"
+                ),
+            )
+        })
+    }
+
+    /// Routes one message: Hermes topics (when enabled) to the adapter, the
+    /// rest to the native protocol.
     fn on_publish(&self, publish: rumqttc::Publish, requests: &mut JoinSet<()>, draining: bool) {
+        if let Some(hermes) = &self.hermes {
+            use crate::hermes::topics::{self as hermes_topics, Incoming as HermesIncoming};
+            let kind = match hermes_topics::parse(&publish.topic) {
+                HermesIncoming::Intent { name } => crate::hermes::Kind::Intent(name.to_string()),
+                HermesIncoming::NotRecognized => crate::hermes::Kind::NotRecognized,
+                HermesIncoming::PlayFinished { site_id } => {
+                    // Handled at once, in order: a request that follows it sees it.
+                    hermes.play_finished(site_id, &publish.payload);
+                    return;
+                }
+                HermesIncoming::Other => return self.on_native(publish, requests, draining),
+            };
+            match self.admit(draining) {
+                Ok(permit) => {
+                    let hermes = hermes.clone();
+                    requests.spawn(async move {
+                        hermes.handle(&kind, &publish.payload).await;
+                        drop(permit);
+                    });
+                }
+                Err(failure) => {
+                    if let Some(answer) = hermes.refuse(&kind, &publish.payload, failure) {
+                        let outbox = self.outbox.clone();
+                        requests.spawn(async move { outbox.send(answer).await });
+                    }
+                }
+            }
+            return;
+        }
+        self.on_native(publish, requests, draining);
+    }
+
+    fn on_native(&self, publish: rumqttc::Publish, requests: &mut JoinSet<()>, draining: bool) {
         let topic = publish.topic.clone();
         match self.topics.parse(&topic) {
             Incoming::Intent { satellite } => {
                 let satellite = satellite.to_string();
                 let reply_topic = self.topics.reply(&satellite);
-                let refusal = if draining {
-                    Some(Failure::new(
-                        Status::Busy,
-                        "shutting_down",
-                        "the hub is shutting down; retry in a moment",
-                    ))
-                } else {
-                    None
-                };
-                let permit = match refusal {
-                    None => match self.permits.clone().try_acquire_owned() {
-                        Ok(permit) => Ok(permit),
-                        Err(_) => Err(Failure::new(
-                            Status::Busy,
-                            "busy",
-                            format!(
-                                "the hub is already handling {MAX_CONCURRENT_REQUESTS} requests; \
-                                 retry in a moment"
-                            ),
-                        )),
-                    },
-                    Some(failure) => Err(failure),
-                };
+                let permit = self.admit(draining);
                 let dispatcher = self.dispatcher.clone();
                 let outbox = self.outbox.clone();
                 match permit {

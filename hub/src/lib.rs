@@ -22,6 +22,7 @@
 //! - [`loader`], [`signing`] — skill folders from `skills.dir`, and their signatures
 //! - [`audit`] — the hash-chained log and its verifier
 //! - [`events`] — replies and events on their way to MQTT
+//! - [`hermes`] — Rhasspy satellites over Hermes, in front of the same dispatcher
 //! - [`cli`] — the commands besides `run`
 
 pub mod audio;
@@ -33,6 +34,7 @@ pub mod config;
 pub mod dispatch;
 pub mod events;
 pub mod fsutil;
+pub mod hermes;
 pub mod host;
 pub mod hub;
 pub mod inflight;

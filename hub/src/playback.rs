@@ -1,7 +1,8 @@
 //! Who is playing what: the hub's speaker (one clip at a time, owned by the
 //! satellite that asked for it) and sounds the hub told satellites to play.
 //! Every start and stop becomes a `playback_started` / `playback_stopped`
-//! event for the owning satellite.
+//! event for the owning satellite. A Hermes satellite is sent the sound
+//! itself (`playBytes`) and reports when it is done (`playFinished`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,6 +16,11 @@ use serde_json::json;
 use crate::audio::{self, AudioError, AudioOut, Clip, PlaybackEnd, PlaybackStopper};
 use crate::events::{Event, Outbox, Protocol};
 use crate::timers::{Ringer, Timer};
+
+/// A Hermes satellite's playback counts as playing until its `playFinished`,
+/// or until this long after the clip's length when none comes (a satellite
+/// that went away, or queued the sound behind speech).
+pub const HERMES_FINISH_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 struct HubPlayback {
@@ -44,16 +50,24 @@ pub struct PlaybackService {
     outbox: Outbox,
     state: Mutex<State>,
     next_id: AtomicU64,
+    /// Largest WAV sent to a Hermes satellite in one `playBytes`.
+    play_bytes_limit: usize,
 }
 
 impl PlaybackService {
-    pub fn new(out: AudioOut, media_dir: Option<PathBuf>, outbox: Outbox) -> Arc<PlaybackService> {
+    pub fn new(
+        out: AudioOut,
+        media_dir: Option<PathBuf>,
+        outbox: Outbox,
+        play_bytes_limit: usize,
+    ) -> Arc<PlaybackService> {
         Arc::new(PlaybackService {
             out,
             media_dir,
             outbox,
             state: Mutex::new(State::default()),
             next_id: AtomicU64::new(1),
+            play_bytes_limit,
         })
     }
 
@@ -66,8 +80,12 @@ impl PlaybackService {
     }
 
     fn load(&self, sound: &str) -> Result<Clip, HostError> {
-        audio::media::load(sound, self.media_dir.as_deref(), self.out.sample_rate())
-            .map_err(host_error)
+        self.load_at(sound, self.out.sample_rate())
+    }
+
+    /// Built-ins are synthesized at `sample_rate`; files keep their own.
+    fn load_at(&self, sound: &str, sample_rate: u32) -> Result<Clip, HostError> {
+        audio::media::load(sound, self.media_dir.as_deref(), sample_rate).map_err(host_error)
     }
 
     /// Starts `sound` for `satellite`; returns at once.
@@ -79,7 +97,12 @@ impl PlaybackService {
         target: Target,
         volume: f32,
     ) -> Result<PlaybackView, HostError> {
-        let clip = self.load(sound)?;
+        let to_hermes_satellite = target == Target::Satellite && protocol == Protocol::Hermes;
+        let clip = if to_hermes_satellite {
+            self.load_at(sound, crate::hermes::SATELLITE_SAMPLE_RATE)?
+        } else {
+            self.load(sound)?
+        };
         let duration = clip.duration();
         let id = format!("p-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
         // f32 -> JSON would print 0.800000011920929.
@@ -92,13 +115,18 @@ impl PlaybackService {
         match target {
             Target::Hub => self.play_on_hub(satellite, protocol, &id, sound, clip, volume),
             Target::Satellite => {
+                let mut until = tokio::time::Instant::now() + duration;
+                if to_hermes_satellite {
+                    self.send_play_bytes(satellite, &id, sound, &clip)?;
+                    until += HERMES_FINISH_GRACE;
+                }
                 let previous = self.lock().satellites.insert(
                     satellite.to_string(),
                     SatellitePlayback {
                         id: id.clone(),
                         protocol,
                         sound: sound.to_string(),
-                        until: tokio::time::Instant::now() + duration,
+                        until,
                     },
                 );
                 let still_playing = |p: &SatellitePlayback| p.until > tokio::time::Instant::now();
@@ -120,6 +148,39 @@ impl PlaybackService {
             target,
             duration,
         })
+    }
+
+    /// Sends the clip to a Hermes satellite as a WAV file on
+    /// `hermes/audioServer/<site>/playBytes/<playback id>`.
+    fn send_play_bytes(
+        &self,
+        satellite: &str,
+        id: &str,
+        sound: &str,
+        clip: &Clip,
+    ) -> Result<(), HostError> {
+        let wav = audio::wav::encode_pcm16(clip);
+        if wav.len() > self.play_bytes_limit {
+            return Err(HostError {
+                code: "sound_unplayable",
+                message: "That sound is too long to send to this satellite.".to_string(),
+                detail: Some(format!(
+                    "{sound} is {} bytes as a 16-bit WAV file; one playBytes message carries at \
+                     most {} bytes (32 x mqtt.max_payload, at least 2 MiB)",
+                    wav.len(),
+                    self.play_bytes_limit
+                )),
+                pointer: None,
+            });
+        }
+        self.outbox
+            .try_send(crate::hermes::answer::play_bytes(satellite, id, wav))
+            .map_err(|_| HostError {
+                code: "speaker",
+                message: "The satellite can't be reached right now.".to_string(),
+                detail: Some("the hub's outgoing queue is full; playBytes was not sent".into()),
+                pointer: None,
+            })
     }
 
     fn play_on_hub(
@@ -191,6 +252,25 @@ impl PlaybackService {
             }
         }
         stopped
+    }
+
+    /// A Hermes satellite reported (`playFinished`) that it played the
+    /// `playBytes` with this id to the end. Returns whether that was the
+    /// satellite's current playback (which is then over).
+    pub fn finished(&self, satellite: &str, id: &str) -> bool {
+        let mut state = self.lock();
+        let current = state
+            .satellites
+            .get(satellite)
+            .is_some_and(|p| p.id == id && p.protocol == Protocol::Hermes);
+        if !current {
+            return false;
+        }
+        if let Some(p) = state.satellites.remove(satellite) {
+            drop(state);
+            self.stopped_event(satellite, p.protocol, &p.id, &p.sound, "completed");
+        }
+        true
     }
 
     /// How long a sound plays, without playing it.

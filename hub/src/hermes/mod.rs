@@ -1,0 +1,105 @@
+//! Rhasspy 2.5 satellites over the Snips/Rhasspy Hermes protocol
+//! (`hermes.enabled`), served through the same dispatcher, policy gate and
+//! audit log as the native protocol.
+//!
+//! An NluIntent on `hermes/intent/<name>` is mapped to a native request
+//! ([`mapping`]) and run by the [`adapter`]; the answer goes back as
+//! `hermes/dialogueManager/endSession` (or `hermes/tts/say` outside a
+//! session). Later events find their way here through the outbox
+//! ([`event_message`]): a finished timer is announced with `tts/say`; sounds
+//! for a Hermes satellite go out as `playBytes` from the playback service.
+//!
+//! Layout:
+//! - [`topics`] — the fixed `hermes/...` topic names
+//! - [`nlu`] — NluIntent and the answerable envelope of any message (read)
+//! - [`answer`] — endSession, tts/say, playBytes, playFinished (write, and read back)
+//! - [`mapping`] — NluIntent -> native request, reply -> words to say
+//! - [`adapter`] — the glue to the dispatcher and the outbox
+
+pub mod adapter;
+pub mod answer;
+pub mod mapping;
+pub mod nlu;
+pub mod topics;
+
+pub use adapter::{Adapter, Kind};
+
+use crate::events::{Event, Message};
+
+/// Built-in sounds sent to a Hermes satellite are synthesized at this rate
+/// (files keep their own): small `playBytes`, and any satellite plays it.
+pub const SATELLITE_SAMPLE_RATE: u32 = 22_050;
+
+/// Largest `playBytes` WAV the hub sends: the embedded broker's packet limit
+/// for `max_payload` (max(32 x max_payload, 2 MiB), see `broker`), less room
+/// for the topic, so no broker the hub can start drops the hub for it.
+pub fn play_bytes_limit(max_payload: usize) -> usize {
+    (max_payload * 32).max(2 * 1024 * 1024) - 4096
+}
+
+/// A Hermes satellite's event as Hermes messages: `timer_finished` becomes
+/// `tts/say` with the event's `speech` on the timer's site. The other events
+/// have no Hermes counterpart and are not sent (`None`): a timer's start and
+/// cancellation are already said in the endSession of the request that
+/// caused them, and playback is carried by `playBytes` / `playFinished`.
+pub fn event_message(event: &Event) -> Option<Message> {
+    match event.body.get("event")?.as_str()? {
+        "timer_finished" => {
+            let text = event.body.get("speech")?.as_str()?;
+            let id = event
+                .body
+                .get("timer_id")
+                .and_then(|id| id.as_str())
+                .unwrap_or("timer");
+            Some(answer::TtsSay::new(text, &event.satellite, id).message())
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Protocol;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn a_finished_timer_is_said_on_its_site() {
+        let event = Event::new(
+            "kitchen",
+            Protocol::Hermes,
+            json!({"event": "timer_finished", "timer_id": "t-3", "label": "pasta", "total_s": 300,
+                   "remaining_s": 0, "speech": "Your pasta timer is done."}),
+        );
+        let message = event_message(&event).unwrap();
+        assert_eq!(message.topic, "hermes/tts/say");
+        let body: Value = serde_json::from_slice(&message.payload).unwrap();
+        assert_eq!(
+            body,
+            json!({"text": "Your pasta timer is done.", "siteId": "kitchen", "id": "t-3", "sessionId": null})
+        );
+    }
+
+    #[test]
+    fn events_without_a_hermes_counterpart_are_not_sent() {
+        for kind in [
+            "timer_started",
+            "timer_cancelled",
+            "playback_started",
+            "playback_stopped",
+        ] {
+            let event = Event::new(
+                "kitchen",
+                Protocol::Hermes,
+                json!({"event": kind, "speech": "x"}),
+            );
+            assert_eq!(event_message(&event), None, "{kind}");
+        }
+    }
+
+    #[test]
+    fn the_play_bytes_limit_follows_the_embedded_broker() {
+        assert_eq!(play_bytes_limit(65_536), 2 * 1024 * 1024 - 4096);
+        assert_eq!(play_bytes_limit(1 << 20), 32 * (1 << 20) - 4096);
+    }
+}
