@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod hermes;
 pub mod skills;
 
 use hark_hub::Config;
@@ -140,6 +141,12 @@ fn mosquitto_binary() -> PathBuf {
 }
 
 /// The `hark` binary built beside this test executable.
+///
+/// Cross-compiled tests run under an emulator (qemu-user; scripts/arm.sh),
+/// and the kernel cannot start a foreign binary by itself. There,
+/// `HARK_TEST_RUNNER` names the emulator command (`qemu-aarch64 -L
+/// /usr/aarch64-linux-gnu`), and this returns a script beside the binary that
+/// runs it through the emulator, so tests spawn `hark` the same way everywhere.
 pub fn hark_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/<test> -> target/<profile>/hark
@@ -154,7 +161,25 @@ pub fn hark_binary() -> PathBuf {
          (the README's test command, ./test.sh, does this)",
         bin.display()
     );
-    bin
+    match std::env::var("HARK_TEST_RUNNER") {
+        Ok(runner) if !runner.trim().is_empty() => through_runner(&bin, &runner),
+        _ => bin,
+    }
+}
+
+/// `<bin>-via-runner`: `exec <runner> <bin> "$@"`, written atomically, as
+/// tests in parallel processes may ask for it at once.
+fn through_runner(bin: &Path, runner: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let script = bin.with_file_name("hark-via-runner");
+    let text = format!("#!/bin/sh\nexec {runner} '{}' \"$@\"\n", bin.display());
+    if std::fs::read_to_string(&script).ok().as_deref() != Some(text.as_str()) {
+        let temp = bin.with_file_name(format!("hark-via-runner.{}", std::process::id()));
+        std::fs::write(&temp, &text).unwrap();
+        std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&temp, &script).unwrap();
+    }
+    script
 }
 
 /// Which broker a hub under test uses.
