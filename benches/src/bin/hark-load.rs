@@ -5,7 +5,7 @@
 //! cargo run --release -p hark-benches --bin hark-load -- \
 //!     [--broker embedded|mosquitto] [--responder hub|echo] \
 //!     [--sats 1] [--inflight 1] [--seconds 5] [--intent system.cancel] \
-//!     [--skill dice|spin] [--expect ok|timeout]
+//!     [--skill dice|spin] [--expect ok|timeout] [--protocol native|hermes]
 //! ```
 //!
 //! `--skill` installs a WebAssembly skill (the SDK's `dice`, or `spin`, an
@@ -15,6 +15,13 @@
 //!
 //! `--responder echo` replaces the hub with a minimal client that answers
 //! every intent at once: the floor that broker and network alone impose.
+//!
+//! `--protocol hermes` speaks Rhasspy's Hermes instead (the hub runs with
+//! `hermes.enabled`): NluIntents on `hermes/intent/<intent>` with a
+//! `sessionId` and `siteId` `load-<n>`, each timed to its endSession. As in
+//! Rhasspy, where the base's NLU publishes every site's NluIntent and its
+//! dialogue manager hears every endSession, one client does this for all
+//! `--sats` sites (`--inflight` sessions each); the echo answers endSession.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -35,6 +42,7 @@ struct Options {
     args: Value,
     skill: Option<String>,
     expect: String,
+    protocol: String,
 }
 
 fn parse_options() -> Options {
@@ -48,6 +56,7 @@ fn parse_options() -> Options {
         args: json!({}),
         skill: None,
         expect: "ok".into(),
+        protocol: "native".into(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -83,14 +92,18 @@ fn parse_options() -> Options {
                 o.skill = Some(skill);
             }
             "--expect" => o.expect = value(),
+            "--protocol" => o.protocol = value(),
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown flag {other}")),
         }
     }
     if !["embedded", "mosquitto"].contains(&o.broker.as_str())
         || !["hub", "echo"].contains(&o.responder.as_str())
+        || !["native", "hermes"].contains(&o.protocol.as_str())
     {
-        usage("--broker is embedded|mosquitto, --responder is hub|echo");
+        usage(
+            "--broker is embedded|mosquitto, --responder is hub|echo, --protocol is native|hermes",
+        );
     }
     o
 }
@@ -102,7 +115,7 @@ fn usage(problem: &str) -> ! {
     eprintln!(
         "usage: hark-load [--broker embedded|mosquitto] [--responder hub|echo] [--sats N] \
          [--inflight K] [--seconds S] [--intent NAME] [--args JSON] [--skill dice|spin] \
-         [--expect ok|timeout]"
+         [--expect ok|timeout] [--protocol native|hermes]"
     );
     std::process::exit(2)
 }
@@ -175,10 +188,27 @@ fn start_echo(port: u16) {
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        client
-                            .subscribe("hark/intent/+", QoS::AtLeastOnce)
-                            .await
-                            .unwrap();
+                        for filter in ["hark/intent/+", "hermes/intent/#"] {
+                            client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic.starts_with("hermes/") => {
+                        let session = serde_json::from_slice::<Value>(&p.payload)
+                            .ok()
+                            .and_then(|v| v.get("sessionId").cloned())
+                            .unwrap_or(Value::Null);
+                        let end = json!({"sessionId": session, "text": null, "customData": null});
+                        let client = client.clone();
+                        tokio::spawn(async move {
+                            let _ = client
+                                .publish(
+                                    "hermes/dialogueManager/endSession",
+                                    QoS::AtLeastOnce,
+                                    false,
+                                    end.to_string(),
+                                )
+                                .await;
+                        });
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let sat = p.topic.rsplit('/').next().unwrap_or_default().to_string();
@@ -249,7 +279,7 @@ fn install_skill(state: &std::path::Path, skill: &str) -> String {
     )
 }
 
-fn start_hub(broker_line: String, skill: Option<&str>) -> std::path::PathBuf {
+fn start_hub(broker_line: String, skill: Option<&str>, hermes: bool) -> std::path::PathBuf {
     let state = std::env::temp_dir().join(format!("hark-load-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
     let skill_toml = skill.map(|s| install_skill(&state, s)).unwrap_or_default();
@@ -259,8 +289,13 @@ fn start_hub(broker_line: String, skill: Option<&str>) -> std::path::PathBuf {
         .map_or((String::new(), String::new()), |(t, rest)| {
             (t.to_string(), format!("[skills]{rest}"))
         });
+    let hermes = if hermes {
+        "[hermes]\nenabled = true\n"
+    } else {
+        ""
+    };
     let text = format!(
-        "{top}state_dir = \"{}\"\n[mqtt]\n{broker_line}\n[audio]\nbackend = \"null\"\n{tables}",
+        "{top}state_dir = \"{}\"\n[mqtt]\n{broker_line}\n[audio]\nbackend = \"null\"\n{tables}{hermes}",
         state.display()
     );
     let config = hark_hub::Config::from_toml(&text, std::path::Path::new("load.toml")).unwrap();
@@ -354,6 +389,111 @@ async fn satellite(
     samples.lock().unwrap().extend(local);
 }
 
+/// Rhasspy's base for `--protocol hermes`: keeps `inflight` sessions open
+/// on each of `sats` sites, timing each NluIntent to its endSession.
+async fn rhasspy_base(
+    port: u16,
+    o: Options,
+    record_from: Instant,
+    stop: Instant,
+    samples: Arc<Mutex<Vec<u32>>>,
+) {
+    use hark_hub::hermes::nlu::{NluIntent, Slot};
+    let (client, mut eventloop) =
+        client(port, &format!("hark-load-rhasspy-{}", std::process::id()));
+    let slots: Vec<Slot> = o
+        .args
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, value)| Slot {
+            entity: Some(name.clone()),
+            slot_name: Some(name.clone()),
+            value: json!({"kind": "Unknown", "value": value})
+                .as_object()
+                .unwrap()
+                .clone(),
+            raw_value: None,
+        })
+        .collect();
+    // session id -> (site, sent at)
+    let mut sent: std::collections::HashMap<String, (usize, Instant)> = Default::default();
+    let mut next = 0u64;
+    let mut local = Vec::new();
+    let send = |site: usize,
+                next: &mut u64,
+                sent: &mut std::collections::HashMap<String, (usize, Instant)>| {
+        *next += 1;
+        let session = format!("load-{site}-{next}");
+        let nlu = NluIntent {
+            input: Some("stop".into()),
+            intent_name: o.intent.clone(),
+            confidence_score: Some(1.0),
+            slots: slots.clone(),
+            site_id: format!("load-{site}"),
+            session_id: Some(session.clone()),
+            custom_data: Value::Null,
+        };
+        sent.insert(session, (site, Instant::now()));
+        client
+            .try_publish(
+                format!("hermes/intent/{}", o.intent),
+                QoS::AtLeastOnce,
+                false,
+                nlu.to_value().to_string(),
+            )
+            .unwrap();
+    };
+    loop {
+        let event = match tokio::time::timeout(Duration::from_secs(5), eventloop.poll()).await {
+            Ok(Ok(event)) => event,
+            Ok(Err(e)) => panic!("rhasspy: {e}"),
+            Err(_) => panic!("rhasspy: no traffic for 5 s; is the responder up?"),
+        };
+        match event {
+            Event::Incoming(Packet::ConnAck(_)) => {
+                client
+                    .subscribe("hermes/dialogueManager/endSession", QoS::AtLeastOnce)
+                    .await
+                    .unwrap();
+            }
+            Event::Incoming(Packet::SubAck(_)) => {
+                for site in 0..o.sats {
+                    for _ in 0..o.inflight {
+                        send(site, &mut next, &mut sent);
+                    }
+                }
+            }
+            Event::Incoming(Packet::Publish(p)) => {
+                let end: Value = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
+                let Some((site, started)) = end["sessionId"].as_str().and_then(|s| sent.remove(s))
+                else {
+                    continue;
+                };
+                let said = end["text"].as_str().unwrap_or_default();
+                if o.expect == "ok" && said.starts_with("Sorry") {
+                    panic!("rhasspy: expected success, got {end}");
+                }
+                let now = Instant::now();
+                if started >= record_from {
+                    local.push(
+                        now.duration_since(started)
+                            .as_micros()
+                            .min(u32::MAX as u128) as u32,
+                    );
+                }
+                if now < stop {
+                    send(site, &mut next, &mut sent);
+                } else if sent.is_empty() {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    samples.lock().unwrap().extend(local);
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -372,6 +512,7 @@ fn main() {
             state = Some(start_hub(
                 format!("listen = \"127.0.0.1:{port}\""),
                 o.skill.as_deref(),
+                o.protocol == "hermes",
             ))
         }
         ("embedded", "echo") => {
@@ -382,6 +523,7 @@ fn main() {
             state = Some(start_hub(
                 format!("url = \"mqtt://127.0.0.1:{port}\""),
                 o.skill.as_deref(),
+                o.protocol == "hermes",
             ))
         }
         _ => start_echo(port),
@@ -399,6 +541,10 @@ fn main() {
     let record_from = begin + warmup;
     let stop = record_from + Duration::from_secs_f64(o.seconds);
     rt.block_on(async {
+        if o.protocol == "hermes" {
+            rhasspy_base(port, o.clone(), record_from, stop, samples.clone()).await;
+            return;
+        }
         let mut tasks = Vec::new();
         for n in 0..o.sats {
             tasks.push(tokio::spawn(satellite(
@@ -418,8 +564,9 @@ fn main() {
     let mut s = samples.lock().unwrap().clone();
     s.sort_unstable();
     println!(
-        "broker={} responder={} intent={} sats={} inflight={} requests={} \
+        "protocol={} broker={} responder={} intent={} sats={} inflight={} requests={} \
          throughput={:.0}/s min={:.3}ms p50={:.3}ms p90={:.3}ms p99={:.3}ms max={:.3}ms",
+        o.protocol,
         o.broker,
         o.responder,
         o.intent,
