@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p hark-benches --bin hark-load -- \
-//!     [--broker embedded|mosquitto] [--responder hub|echo] \
+//!     [--broker embedded|mosquitto|external] [--port N] [--responder hub|echo|none] \
 //!     [--sats 1] [--inflight 1] [--seconds 5] [--intent system.cancel] \
 //!     [--skill dice|spin] [--expect ok|timeout] [--protocol native|hermes]
 //! ```
@@ -15,6 +15,10 @@
 //!
 //! `--responder echo` replaces the hub with a minimal client that answers
 //! every intent at once: the floor that broker and network alone impose.
+//!
+//! `--broker external --port N` uses a broker already listening on
+//! 127.0.0.1:N, and `--responder none` starts no responder: for timing
+//! another program that answers (a rhasspy-hermes-app, say) on that broker.
 //!
 //! `--protocol hermes` speaks Rhasspy's Hermes instead (the hub runs with
 //! `hermes.enabled`): NluIntents on `hermes/intent/<intent>` with a
@@ -43,6 +47,7 @@ struct Options {
     skill: Option<String>,
     expect: String,
     protocol: String,
+    port: Option<u16>,
 }
 
 fn parse_options() -> Options {
@@ -57,6 +62,7 @@ fn parse_options() -> Options {
         skill: None,
         expect: "ok".into(),
         protocol: "native".into(),
+        port: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -93,17 +99,28 @@ fn parse_options() -> Options {
             }
             "--expect" => o.expect = value(),
             "--protocol" => o.protocol = value(),
+            "--port" => {
+                o.port = Some(
+                    value()
+                        .parse()
+                        .unwrap_or_else(|_| usage("--port is a port number")),
+                )
+            }
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown flag {other}")),
         }
     }
-    if !["embedded", "mosquitto"].contains(&o.broker.as_str())
-        || !["hub", "echo"].contains(&o.responder.as_str())
+    if !["embedded", "mosquitto", "external"].contains(&o.broker.as_str())
+        || !["hub", "echo", "none"].contains(&o.responder.as_str())
         || !["native", "hermes"].contains(&o.protocol.as_str())
     {
         usage(
-            "--broker is embedded|mosquitto, --responder is hub|echo, --protocol is native|hermes",
+            "--broker is embedded|mosquitto|external, --responder is hub|echo|none, \
+             --protocol is native|hermes",
         );
+    }
+    if (o.broker == "external") != o.port.is_some() {
+        usage("--port goes with --broker external, and only with it");
     }
     o
 }
@@ -113,7 +130,8 @@ fn usage(problem: &str) -> ! {
         eprintln!("hark-load: {problem}");
     }
     eprintln!(
-        "usage: hark-load [--broker embedded|mosquitto] [--responder hub|echo] [--sats N] \
+        "usage: hark-load [--broker embedded|mosquitto|external] [--port N] \
+         [--responder hub|echo|none] [--sats N] \
          [--inflight K] [--seconds S] [--intent NAME] [--args JSON] [--skill dice|spin] \
          [--expect ok|timeout] [--protocol native|hermes]"
     );
@@ -504,7 +522,7 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 
 fn main() {
     let o = parse_options();
-    let port = free_port();
+    let port = o.port.unwrap_or_else(free_port);
     let mosquitto = (o.broker == "mosquitto").then(|| start_mosquitto(port));
     let mut state = None;
     match (o.broker.as_str(), o.responder.as_str()) {
@@ -515,9 +533,11 @@ fn main() {
                 o.protocol == "hermes",
             ))
         }
-        ("embedded", "echo") => {
+        ("embedded", "echo" | "none") => {
             hark_hub::broker::start(([127, 0, 0, 1], port).into(), 65536, None).unwrap();
-            start_echo(port);
+            if o.responder == "echo" {
+                start_echo(port);
+            }
         }
         (_, "hub") => {
             state = Some(start_hub(
@@ -526,7 +546,8 @@ fn main() {
                 o.protocol == "hermes",
             ))
         }
-        _ => start_echo(port),
+        (_, "echo") => start_echo(port),
+        _ => {}
     }
     wait_for_port(port);
     std::thread::sleep(Duration::from_millis(300));
