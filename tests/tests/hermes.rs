@@ -716,3 +716,132 @@ fn hermes_messages_are_ignored_unless_enabled() {
     );
     hub.stop().unwrap();
 }
+
+/// Flips, deletes, inserts and splices bytes of `seed` (xorshift64*, so
+/// every run tries the same inputs).
+fn mutate(state: &mut u64, seed: &[u8]) -> Vec<u8> {
+    const TOKENS: &[&[u8]] = &[
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b"\"",
+        b":",
+        b",",
+        b"null",
+        b"1e999",
+        b"\xff",
+        b"{}",
+        b"\"sessionId\"",
+        b"\"siteId\"",
+        b"\"slots\"",
+        b"\"value\"",
+        b"\"intent\"",
+    ];
+    let mut next = || {
+        *state ^= *state >> 12;
+        *state ^= *state << 25;
+        *state ^= *state >> 27;
+        state.wrapping_mul(0x2545_f491_4f6c_dd1d) as usize
+    };
+    let mut out = seed.to_vec();
+    for _ in 0..=next() % 4 {
+        let at = next() % (out.len() + 1);
+        match next() % 4 {
+            0 if at < out.len() => out[at] ^= 1 << (next() % 8),
+            1 if at < out.len() => {
+                out.remove(at);
+            }
+            2 => {
+                let token = TOKENS[next() % TOKENS.len()];
+                out.splice(at..at, token.iter().copied());
+            }
+            _ => out.insert(at, next() as u8),
+        }
+    }
+    out
+}
+
+#[test]
+fn mutated_hermes_messages_are_each_audited_once_and_leave_no_session_open() {
+    use hark_hub::hermes::{Adapter, Kind};
+    let state = TempDir::new("hermes-fuzz");
+    let text = format!(
+        "state_dir = \"{}\"\n[audio]\nbackend = \"null\"\n{HERMES}",
+        state.path().display()
+    );
+    let config = hark_hub::Config::from_toml(&text, std::path::Path::new("fuzz.toml")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut assembly = rt
+        .block_on(async { hark_hub::hub::assemble(&config) })
+        .unwrap();
+    let adapter = Adapter::new(
+        assembly.dispatcher.clone(),
+        assembly.outbox.clone(),
+        config.hermes.intents.clone(),
+        config.mqtt.max_payload,
+    );
+    let mut peer = Peer::start();
+    let seeds: Vec<Vec<u8>> = [
+        json!({"intent": "SetTimer", "input": "pasta timer for five minutes", "siteId": "kitchen",
+               "sessionId": "s-1", "customData": "cd",
+               "slots": [slot("duration", json!("5 minutes")), slot("label", json!("pasta"))]}),
+        json!({"intent": "Stop", "input": "stop", "siteId": "hall", "sessionId": "s-2"}),
+        json!({"intent": "PlaySound", "input": "chime", "siteId": "porch",
+               "slots": [slot("sound", json!("chime")), slot("target", json!("satellite"))]}),
+    ]
+    .into_iter()
+    .map(|spec| peer.nlu_intent(spec).1)
+    .collect();
+    let before = audit_records(&state.path().join("audit.jsonl")).len();
+    let mut rng = 0x4e11_cafe_f00d_u64;
+    let rounds = 2000;
+    for i in 0..rounds {
+        let payload = mutate(&mut rng, &seeds[i % seeds.len()]);
+        let kind = if i % 10 == 9 {
+            Kind::NotRecognized
+        } else {
+            Kind::Intent("SetTimer".into())
+        };
+        rt.block_on(adapter.handle(&kind, &payload));
+        let mut answers = Vec::new();
+        while let Ok(message) = assembly.outbox_rx.try_recv() {
+            if message.topic.starts_with("hermes/audioServer/") {
+                continue; // a sound sent, besides the answer
+            }
+            answers.push(message);
+        }
+        assert!(answers.len() <= 1, "one answer at most: {answers:?}");
+        let session = serde_json::from_slice::<Value>(&payload)
+            .ok()
+            .and_then(|v| Some(v.get("sessionId")?.as_str()?.to_string()))
+            .filter(|s| !s.is_empty());
+        if let Some(session) = session {
+            let answer = answers.first().unwrap_or_else(|| {
+                panic!(
+                    "session {session} left open by {}",
+                    String::from_utf8_lossy(&payload)
+                )
+            });
+            assert_eq!(answer.topic, "hermes/dialogueManager/endSession");
+            assert_eq!(field(&answer.payload, "sessionId"), Some(session));
+        }
+    }
+    let records = audit_records(&state.path().join("audit.jsonl"));
+    assert_eq!(records.len() - before, rounds, "each message audited once");
+    let statuses: std::collections::BTreeSet<&str> = records[before..]
+        .iter()
+        .filter_map(|r| r["status"].as_str())
+        .collect();
+    assert!(
+        ["ok", "invalid", "unknown_intent"]
+            .iter()
+            .all(|s| statuses.contains(s)),
+        "the mutations reach every stage: {statuses:?}"
+    );
+    let verify = hark_hub::audit::verify(&state.path().join("audit.jsonl"));
+    assert!(verify.is_ok(), "{verify:?}");
+}
