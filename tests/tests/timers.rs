@@ -215,7 +215,9 @@ fn the_hub_reconnects_and_resubscribes_when_its_broker_comes_back() {
     assert_eq!(status["online"], true);
     runtime().block_on(async {
         let mut kitchen = Satellite::connect(port, "hark", "kitchen").await;
-        let reply = kitchen.request("timer.set", json!({"duration": "5m"})).await;
+        let reply = kitchen
+            .request("timer.set", json!({"duration": "5m"}))
+            .await;
         assert_eq!(reply["status"], "ok", "{reply}");
     });
 }
