@@ -12,8 +12,9 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 say "system packages"
 # mosquitto: a real broker for the integration tests; libasound2-dev and
-# pkg-config: cpal's ALSA backend.
-packages=(mosquitto libasound2-dev pkg-config)
+# pkg-config: cpal's ALSA backend; python3-venv: the real rhasspy-hermes
+# library the Hermes tests talk to.
+packages=(mosquitto libasound2-dev pkg-config python3-venv)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -47,6 +48,9 @@ say "build"
 # --all-targets builds the benches too (in the dev profile), so they are
 # known to compile without a second, optimised build of everything.
 cargo build --workspace --all-targets --locked
+
+say "rhasspy-hermes (Hermes tests)"
+scripts/hermes-venv.sh
 
 say "tests"
 cargo nextest run --workspace --locked --no-fail-fast

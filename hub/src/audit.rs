@@ -256,35 +256,26 @@ impl AuditLog {
     /// fdatasyncs the log, then writes the head file (`<path>.head`, via `<path>.head.tmp` and a
     /// rename). Cheap when nothing changed since the last sync.
     pub fn sync(&mut self) -> Result<(), AuditError> {
-        if !self.dirty {
-            return Ok(());
+        match self.prepare_sync()? {
+            Some(job) => job.run(),
+            None => Ok(()),
         }
-        // The log first: a head must never name a record that a power cut can take back.
-        self.file
-            .sync_data()
-            .map_err(AuditError::io(&self.path, "sync"))?;
-        let head = Head {
-            seq: self.last_seq,
-            hash: self.last_hash.clone(),
-        };
-        let mut text = serde_json::to_vec(&head).map_err(AuditError::Encode)?;
-        text.push(b'\n');
-        let tmp = with_suffix(&self.path, ".head.tmp");
-        let write_tmp = || -> io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(FILE_MODE)
-                .open(&tmp)?;
-            f.write_all(&text)?;
-            // Otherwise the rename can outlive the data and leave an empty head after a power cut.
-            f.sync_data()
-        };
-        write_tmp().map_err(AuditError::io(&tmp, "write"))?;
-        fs::rename(&tmp, head_path(&self.path)).map_err(AuditError::io(&tmp, "rename"))?;
+    }
+
+    /// The slow part of [`AuditLog::sync`] (two fsyncs and a rename) as a job
+    /// that runs without holding the log, so appends never wait for the
+    /// disk; `None` when nothing changed since the last sync.
+    pub fn prepare_sync(&mut self) -> Result<Option<SyncJob>, AuditError> {
+        if !self.dirty {
+            return Ok(None);
+        }
+        let file = self.file.try_clone().map_err(AuditError::io(&self.path, "sync"))?;
         self.dirty = false;
-        Ok(())
+        Ok(Some(SyncJob {
+            file,
+            path: self.path.clone(),
+            head: Head { seq: self.last_seq, hash: self.last_hash.clone() },
+        }))
     }
 
     pub fn path(&self) -> &Path {
@@ -329,7 +320,7 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Head {
     seq: u64,
     hash: String,
@@ -560,6 +551,38 @@ impl VerifyError {
             seq: None,
             reason,
         }
+    }
+}
+
+/// One sync of the log and its head file, taken from [`AuditLog::prepare_sync`].
+#[derive(Debug)]
+pub struct SyncJob {
+    file: File,
+    path: PathBuf,
+    head: Head,
+}
+
+impl SyncJob {
+    pub fn run(self) -> Result<(), AuditError> {
+        // The log first: a head must never name a record that a power cut can take back.
+        self.file.sync_data().map_err(AuditError::io(&self.path, "sync"))?;
+        let mut text = serde_json::to_vec(&self.head).map_err(AuditError::Encode)?;
+        text.push(b'\n');
+        let tmp = with_suffix(&self.path, ".head.tmp");
+        let write_tmp = || -> io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(FILE_MODE)
+                .open(&tmp)?;
+            f.write_all(&text)?;
+            // Otherwise the rename can outlive the data and leave an empty head after a power cut.
+            f.sync_data()
+        };
+        write_tmp().map_err(AuditError::io(&tmp, "write"))?;
+        fs::rename(&tmp, head_path(&self.path)).map_err(AuditError::io(&tmp, "rename"))?;
+        Ok(())
     }
 }
 
@@ -1367,6 +1390,18 @@ impl Audit {
     pub fn sync(&self) {
         if let Err(e) = self.lock().sync() {
             tracing::error!("audit log: {e}");
+        }
+    }
+
+    /// Like [`Audit::sync`], but hands the disk work back as a job to run
+    /// off the hub's loop (and off the lock).
+    pub fn sync_job(&self) -> Option<SyncJob> {
+        match self.lock().prepare_sync() {
+            Ok(job) => job,
+            Err(e) => {
+                tracing::error!("audit log: {e}");
+                None
+            }
         }
     }
 }

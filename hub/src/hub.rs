@@ -263,7 +263,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                dispatcher.sync_audit();
+                // fsync takes milliseconds on an SD card: off the loop, so
+                // no request waits for the disk.
+                if let Some(job) = dispatcher.audit_log().sync_job() {
+                    match tokio::task::spawn_blocking(move || job.run()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::error!("audit log: {e}"),
+                        Err(e) => tracing::error!("audit sync task: {e}"),
+                    }
+                }
             }
         }
     });
