@@ -504,6 +504,13 @@ impl Server {
                 self.publish_status(true).await;
             }
             Event::Incoming(Packet::Publish(publish)) => {
+                if self.permits.available_permits() == 0 {
+                    // A burst (a backlog delivered on reconnect) arrives
+                    // without the loop ever yielding, so the requests it
+                    // spawned have not had a chance to run. Let them: built-ins
+                    // finish in one poll, and only real overload is `busy`.
+                    tokio::task::yield_now().await;
+                }
                 self.on_publish(publish, requests, draining);
             }
             _ => {}

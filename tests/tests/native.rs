@@ -431,3 +431,22 @@ fn paranoid_audit_records_never_quote_argument_values() {
     );
     hub.stop().unwrap();
 }
+
+#[test]
+fn a_burst_of_requests_is_served_without_busy() {
+    on_both_brokers("burst", async |hub| {
+        let mut sat = Satellite::connect(hub.port, &hub.prefix, "kitchen").await;
+        let n = 400;
+        for i in 0..n {
+            let request = json!({"id": format!("b-{i}"), "intent": "system.cancel", "args": {}});
+            sat.send_raw(request.to_string()).await;
+        }
+        for i in 0..n {
+            let reply = sat.reply_for(Some(&format!("b-{i}"))).await;
+            assert_eq!(
+                reply["status"], "ok",
+                "a burst within the hub's capacity is served: {reply}"
+            );
+        }
+    });
+}
