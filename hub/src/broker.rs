@@ -47,12 +47,27 @@ pub fn start(
     // the user can be told.
     std::net::TcpListener::bind(listen).map_err(|source| BrokerError::Bind { listen, source })?;
 
-    let config = broker_config(listen, max_payload, credentials);
+    let (router, server) = broker_config(listen, max_payload, credentials);
     std::thread::Builder::new()
         .name("hark-broker".into())
         .spawn(move || {
-            let mut broker = rumqttd::Broker::new(config);
-            if let Err(e) = broker.start() {
+            // The router and one MQTT 3.1.1 listener, not `rumqttd::Broker`:
+            // its `start` also links the console (axum, hyper), the
+            // Prometheus exporter and the bridge, ~0.5 MiB of binary the hub
+            // never runs.
+            let router_tx = rumqttd::Router::new(0, router).spawn();
+            let mut server = rumqttd::Server::new(server, router_tx, rumqttd::protocol::v4::V4);
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    tracing::error!("the embedded broker has no runtime: {e}");
+                    return;
+                }
+            };
+            if let Err(e) = runtime.block_on(server.start(rumqttd::LinkType::Remote)) {
                 tracing::error!("embedded broker stopped: {e}");
             }
         })
@@ -76,7 +91,7 @@ fn broker_config(
     listen: SocketAddr,
     max_payload: usize,
     credentials: Option<&Credentials>,
-) -> rumqttd::Config {
+) -> (rumqttd::RouterConfig, rumqttd::ServerSettings) {
     let connections = rumqttd::ConnectionSettings {
         connection_timeout_ms: 10_000,
         max_payload_size: broker_packet_limit(max_payload),
@@ -93,22 +108,18 @@ fn broker_config(
         next_connection_delay_ms: 1,
         connections,
     };
-    rumqttd::Config {
-        id: 0,
-        router: rumqttd::RouterConfig {
-            max_connections: 1024,
-            max_outgoing_packet_count: 256,
-            // rumqttd keeps a commit log per topic filter in memory; a Pi has
-            // little, so keep segments small (but above the packet limit).
-            max_segment_size: broker_packet_limit(max_payload) * 2,
-            max_segment_count: 4,
-            custom_segment: None,
-            initialized_filters: None,
-            shared_subscriptions_strategy: Default::default(),
-        },
-        v4: Some(HashMap::from([("hark".to_string(), server)])),
-        ..Default::default()
-    }
+    let router = rumqttd::RouterConfig {
+        max_connections: 1024,
+        max_outgoing_packet_count: 256,
+        // rumqttd keeps a commit log per topic filter in memory; a Pi has
+        // little, so keep segments small (but above the packet limit).
+        max_segment_size: broker_packet_limit(max_payload) * 2,
+        max_segment_count: 4,
+        custom_segment: None,
+        initialized_filters: None,
+        shared_subscriptions_strategy: Default::default(),
+    };
+    (router, server)
 }
 
 /// Our own file descriptor that listens on exactly `addr`.
