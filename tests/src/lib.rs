@@ -144,9 +144,9 @@ fn mosquitto_binary() -> PathBuf {
 ///
 /// Cross-compiled tests run under an emulator (qemu-user; scripts/arm.sh),
 /// and the kernel cannot start a foreign binary by itself. There,
-/// `HARK_TEST_RUNNER` names the emulator command (`qemu-aarch64 -L
-/// /usr/aarch64-linux-gnu`), and this returns a script beside the binary that
-/// runs it through the emulator, so tests spawn `hark` the same way everywhere.
+/// `HARK_TEST_RUNNER` names the emulator command (`qemu-aarch64`), and this
+/// returns a script beside the binary that runs it through the emulator, so
+/// tests spawn `hark` the same way everywhere.
 pub fn hark_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/<test> -> target/<profile>/hark
