@@ -56,4 +56,7 @@ say "tests"
 cargo nextest run --workspace --locked --no-fail-fast
 cargo test --workspace --doc --locked
 
+say "ARM: cross-builds, aarch64 tests under qemu, .deb packages"
+./scripts/arm.sh
+
 say "all tests passed"
