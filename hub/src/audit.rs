@@ -269,12 +269,18 @@ impl AuditLog {
         if !self.dirty {
             return Ok(None);
         }
-        let file = self.file.try_clone().map_err(AuditError::io(&self.path, "sync"))?;
+        let file = self
+            .file
+            .try_clone()
+            .map_err(AuditError::io(&self.path, "sync"))?;
         self.dirty = false;
         Ok(Some(SyncJob {
             file,
             path: self.path.clone(),
-            head: Head { seq: self.last_seq, hash: self.last_hash.clone() },
+            head: Head {
+                seq: self.last_seq,
+                hash: self.last_hash.clone(),
+            },
         }))
     }
 
@@ -565,7 +571,9 @@ pub struct SyncJob {
 impl SyncJob {
     pub fn run(self) -> Result<(), AuditError> {
         // The log first: a head must never name a record that a power cut can take back.
-        self.file.sync_data().map_err(AuditError::io(&self.path, "sync"))?;
+        self.file
+            .sync_data()
+            .map_err(AuditError::io(&self.path, "sync"))?;
         let mut text = serde_json::to_vec(&self.head).map_err(AuditError::Encode)?;
         text.push(b'\n');
         let tmp = with_suffix(&self.path, ".head.tmp");
