@@ -42,7 +42,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 say "example skills (wasm fixtures)"
 cargo build --release --locked --target wasm32-unknown-unknown --manifest-path skill-sdk/examples/Cargo.toml
 cargo test --locked --manifest-path skill-sdk/examples/Cargo.toml
-cargo fmt --check --manifest-path skill-sdk/examples/Cargo.toml
+cargo fmt --all --check --manifest-path skill-sdk/examples/Cargo.toml
 
 say "build"
 # --all-targets builds the benches too (in the dev profile), so they are
