@@ -58,6 +58,10 @@ pub struct WasmSkill {
     pub limits: CallLimits,
 }
 
+/// The most fuel between two looks at the clock: about half a millisecond on
+/// a fast desktop, a few tens of milliseconds on the slowest Pi.
+pub const MAX_SLICE: u64 = 1 << 20;
+
 /// The budget and caps of one skill's calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallLimits {
@@ -94,7 +98,9 @@ impl CallLimits {
             timeout,
             fuel: fuel_per_ms.saturating_mul(ms),
             // ~5 ms of work per slice: fine-grained enough for a 1.5 s budget.
-            slice: fuel_per_ms.saturating_mul(5).max(10_000),
+            // Capped, so a figure that overstates the board (a wrong
+            // `skills.fuel_per_ms`) cannot stretch one slice past the deadline.
+            slice: fuel_per_ms.saturating_mul(5).clamp(10_000, MAX_SLICE),
             memory_bytes: memory_mib as usize * 1024 * 1024,
         }
     }
@@ -378,5 +384,16 @@ mod tests {
         let problems = limits_problems(&m, Duration::from_millis(1500), 16);
         assert_eq!(problems.len(), 1);
         assert!(problems[0].contains("memory_mib 64"));
+    }
+
+    #[test]
+    fn an_overstated_board_figure_still_looks_at_the_clock_often() {
+        let m: Manifest =
+            serde_json::from_value(serde_json::json!({"name": "x", "version": "1.0.0"})).unwrap();
+        let typo = CallLimits::new(&m, Duration::from_millis(1500), 16, 1_000_000_000);
+        assert_eq!(typo.fuel, 1_500_000_000_000);
+        assert_eq!(typo.slice, MAX_SLICE);
+        let pi = CallLimits::new(&m, Duration::from_millis(1500), 16, 50_000);
+        assert_eq!(pi.slice, 250_000, "~5 ms of work on a slow board");
     }
 }
