@@ -76,7 +76,7 @@ where
     A: DeserializeOwned,
     F: FnOnce(Request<A>) -> Result<SkillReply, SkillError>,
 {
-    let result = match serde_json::from_slice::<Request<A>>(input) {
+    let result = match crate::de::from_slice::<Request<A>>(input) {
         Ok(request) => handler(request),
         Err(e) => Err(SkillError::new(
             "bad_input",

@@ -13,6 +13,7 @@
 //! Layout:
 //! - [`abi`] — ABI 1: imports, exports, status codes
 //! - [`host`] — the host functions, each raw import above its safe wrapper
+//! - [`de`] — the small JSON reader that turns the intent into the author's types
 //! - [`guest`] — what `hark_alloc`/`hark_handle` do; allocator and panic handler
 //! - [`hark_skill!`] — the entry macro
 //! - [`manifest`] — manifests, permissions and their risk, name rules
@@ -25,6 +26,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod abi;
+pub mod de;
 pub mod guest;
 pub mod host;
 mod macros;

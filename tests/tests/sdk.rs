@@ -367,3 +367,23 @@ fn tea_chimes_on_the_satellite_and_starts_a_labelled_timer() {
     });
     hub.stop().unwrap();
 }
+
+/// Every byte of a module is parsed, validated and compiled by the hub at
+/// load, on a Pi: the examples, and `dice` above all, stay under 64 KiB.
+/// Module size does not depend on the machine, only on the SDK and the
+/// toolchain, so this is a budget, not a timing.
+#[test]
+fn the_example_modules_stay_under_64_kib() {
+    let sizes: Vec<(&str, usize)> = ["dice", "shopping_list", "lights", "tea"]
+        .into_iter()
+        .map(|name| (name, example_wasm(name).len()))
+        .collect();
+    eprintln!("module sizes: {sizes:?}");
+    for (name, size) in sizes {
+        assert!(
+            size < 64 * 1024,
+            "{name}.wasm is {size} bytes; the SDK's JSON reader (skill-sdk/src/de.rs) exists to keep \
+             serde_json's error formatting out of modules: is something pulling it back in?"
+        );
+    }
+}

@@ -28,6 +28,7 @@ fn err(message: impl Into<String>) -> SkillCliError {
 const SDK_FILES: &[(&str, &str)] = &[
     ("src/lib.rs", include_str!("../../../skill-sdk/src/lib.rs")),
     ("src/abi.rs", include_str!("../../../skill-sdk/src/abi.rs")),
+    ("src/de.rs", include_str!("../../../skill-sdk/src/de.rs")),
     (
         "src/guest.rs",
         include_str!("../../../skill-sdk/src/guest.rs"),
@@ -442,6 +443,18 @@ pub fn public_key_arg(arg: &str) -> Result<String, SkillCliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_vendored_sdk_has_every_source_file() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../skill-sdk/src");
+        for entry in std::fs::read_dir(src).unwrap() {
+            let name = format!("src/{}", entry.unwrap().file_name().to_string_lossy());
+            assert!(
+                SDK_FILES.iter().any(|(file, _)| *file == name),
+                "{name} is not in SDK_FILES: `hark skill new` would vendor an SDK that does not build"
+            );
+        }
+    }
 
     fn temp(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("hark-skillcli-{name}-{}", std::process::id()));
