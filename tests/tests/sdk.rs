@@ -59,6 +59,22 @@ fn the_tutorial_takes_a_new_skill_from_scaffold_to_a_signed_reply() {
     let built = hark(dir, &["skill", "build", "hello"]);
     assert!(built.contains("the hub would load it"), "{built}");
     let build_done = started.elapsed();
+    // Panic locations name source files: none may name this machine's paths.
+    let module = std::fs::read_dir(dir.join("hello"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .expect("the build put the module beside the manifest");
+    let module = std::fs::read(module).unwrap();
+    let home = std::env::var("HOME").unwrap_or_default();
+    let canonical = std::fs::canonicalize(dir).unwrap();
+    for path in [dir.to_str().unwrap(), canonical.to_str().unwrap(), &home] {
+        let path = path.trim_end_matches('/');
+        assert!(
+            path.len() < 2 || !module.windows(path.len()).any(|w| w == path.as_bytes()),
+            "the module names the build machine's path {path}"
+        );
+    }
 
     // 4. A key, 5. sign.
     let keygen = hark(dir, &["skill", "keygen", "--out", "me.key"]);

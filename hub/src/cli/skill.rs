@@ -232,6 +232,12 @@ pub fn build(dir: &Path, config: &Config) -> Result<Built, SkillCliError> {
     })?;
     let crate_name = package_name(&dir.join("Cargo.toml"))?.replace('-', "_");
 
+    let abs = std::fs::canonicalize(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+    // Absolute, as cargo runs elsewhere (below) and we read its output.
+    let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(t) => std::path::absolute(t).map_err(|e| err(format!("CARGO_TARGET_DIR: {e}")))?,
+        None => abs.join("target"),
+    };
     let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args([
             "build",
@@ -240,7 +246,12 @@ pub fn build(dir: &Path, config: &Config) -> Result<Built, SkillCliError> {
             "wasm32-unknown-unknown",
             "--manifest-path",
         ])
-        .arg(dir.join("Cargo.toml"))
+        .arg(abs.join("Cargo.toml"))
+        .args(["--config", &remap_paths(&abs)])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        // Cargo reads `.cargo/config.toml` from where it runs, not from the
+        // manifest's directory: run it in the skill's, for its stack size.
+        .current_dir(&abs)
         .status()
         .map_err(|e| {
             err(format!(
@@ -253,9 +264,6 @@ pub fn build(dir: &Path, config: &Config) -> Result<Built, SkillCliError> {
              rustup target add wasm32-unknown-unknown",
         ));
     }
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| dir.join("target"));
     let built = target_dir
         .join("wasm32-unknown-unknown/release")
         .join(format!("{crate_name}.wasm"));
@@ -292,6 +300,49 @@ pub fn build(dir: &Path, config: &Config) -> Result<Built, SkillCliError> {
         sha256,
         stale_signature_removed,
     })
+}
+
+/// A cargo `--config` that keeps this machine's paths out of the module:
+/// panic locations name source files, and without remapping a published
+/// skill would carry its author's home directory, and two builds of the same
+/// source in two places would differ in their `sha256`. Cargo joins this
+/// array to the crate's own `rustflags` (the stack size).
+fn remap_paths(dir: &Path) -> String {
+    // `dir` is absolute.
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".cargo")));
+    let sysroot = Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .map(|s| PathBuf::from(s.trim()));
+    let skill = Some(dir.to_path_buf());
+    // When several prefixes match, rustc applies the last: the catch-all first.
+    let pairs = [
+        (home, "~"),
+        (cargo_home, "/cargo"),
+        (sysroot, "/rustc"),
+        (skill, "."),
+    ];
+    let flags: Vec<String> = pairs
+        .into_iter()
+        .filter_map(|(from, to)| {
+            let from = from?.into_os_string().into_string().ok()?;
+            let flag = format!("--remap-path-prefix={from}={to}");
+            Some(format!(
+                "\"{}\"",
+                flag.replace('\\', "\\\\").replace('"', "\\\"")
+            ))
+        })
+        .collect();
+    format!(
+        "target.wasm32-unknown-unknown.rustflags=[{}]",
+        flags.join(", ")
+    )
 }
 
 fn package_name(cargo_toml: &Path) -> Result<String, SkillCliError> {
