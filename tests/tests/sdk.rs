@@ -395,6 +395,16 @@ fn the_example_modules_stay_under_64_kib() {
         .map(|name| (name, example_wasm(name).len()))
         .collect();
     eprintln!("module sizes: {sizes:?}");
+    for (name, _) in &sizes {
+        // Every initial page is allocated and zeroed on every call.
+        let pages = initial_memory_pages(&example_wasm(name));
+        eprintln!("{name}: {pages} initial pages");
+        assert!(
+            pages <= 2,
+            "{name}.wasm starts with {pages} pages of memory: was it built without its \
+             64 KiB stack (-zstack-size=65536 in .cargo/config.toml)?"
+        );
+    }
     for (name, size) in sizes {
         assert!(
             size < 64 * 1024,
@@ -402,4 +412,35 @@ fn the_example_modules_stay_under_64_kib() {
              serde_json's error formatting out of modules: is something pulling it back in?"
         );
     }
+}
+
+/// The minimum of the module's memory, from its memory section (id 5).
+fn initial_memory_pages(module: &[u8]) -> u64 {
+    fn leb(bytes: &[u8], at: &mut usize) -> u64 {
+        let (mut value, mut shift) = (0, 0);
+        loop {
+            let byte = bytes[*at];
+            *at += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte < 0x80 {
+                return value;
+            }
+        }
+    }
+    let mut at = 8;
+    while at < module.len() {
+        let id = module[at];
+        at += 1;
+        let size = leb(module, &mut at) as usize;
+        if id == 5 {
+            let mut inner = at;
+            let _count = leb(module, &mut inner);
+            let _flags = module[inner];
+            inner += 1;
+            return leb(module, &mut inner);
+        }
+        at += size;
+    }
+    panic!("the module defines no memory")
 }
