@@ -400,40 +400,40 @@ impl<'a> Reader<'a> {
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'"' => self.string(&mut Vec::new()).map(drop),
-            b'[' => {
-                self.at += 1;
-                self.enter()?;
-                if self.peek()? != b']' {
-                    loop {
-                        self.skip()?;
-                        if !self.next_element(b']')? {
-                            break;
-                        }
-                    }
+            b'[' => self.nested(b']', "expected `,` or `]`", |r| {
+                let mut items = Items::new(r, b']');
+                while items.next()? {
+                    items.reader.skip()?;
                 }
-                self.expect(b']', "expected `,` or `]`")?;
-                self.depth -= 1;
                 Ok(())
-            }
-            b'{' => {
-                self.at += 1;
-                self.enter()?;
-                if self.peek()? != b'}' {
-                    loop {
-                        self.string(&mut Vec::new())?;
-                        self.expect(b':', "expected `:`")?;
-                        self.skip()?;
-                        if !self.next_element(b'}')? {
-                            break;
-                        }
-                    }
+            }),
+            b'{' => self.nested(b'}', "expected `,` or `}`", |r| {
+                let mut entries = Items::new(r, b'}');
+                while entries.next_key()? {
+                    entries.reader.string(&mut Vec::new())?;
+                    entries.reader.expect(b':', "expected `:` after the key")?;
+                    entries.reader.skip()?;
                 }
-                self.expect(b'}', "expected `,` or `}`")?;
-                self.depth -= 1;
                 Ok(())
-            }
+            }),
             _ => self.number().map(drop),
         }
+    }
+
+    /// At `open` (peeked): consumes it, lets `inside` read the contents one
+    /// level deeper, then expects `close`, or says `unclosed`.
+    fn nested<T>(
+        &mut self,
+        close: u8,
+        unclosed: &str,
+        inside: impl FnOnce(&mut Self) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        self.at += 1;
+        self.enter()?;
+        let value = inside(self)?;
+        self.expect(close, unclosed)?;
+        self.depth -= 1;
+        Ok(value)
     }
 
     /// After an element: `true` and the comma consumed when another follows,
@@ -631,18 +631,11 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'_> {
         if self.peek()? != b'[' {
             return Err(self.mismatch(&visitor));
         }
-        self.at += 1;
-        self.enter()?;
-        let value = visitor.visit_seq(Elements {
-            reader: &mut *self,
-            first: true,
-        })?;
-        self.expect(
+        self.nested(
             b']',
             "expected `,` or `]`: the array has more elements than expected",
-        )?;
-        self.depth -= 1;
-        Ok(value)
+            |r| visitor.visit_seq(Items::new(r, b']')),
+        )
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(
@@ -666,15 +659,9 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'_> {
         if self.peek()? != b'{' {
             return Err(self.mismatch(&visitor));
         }
-        self.at += 1;
-        self.enter()?;
-        let value = visitor.visit_map(Entries {
-            reader: &mut *self,
-            first: true,
-        })?;
-        self.expect(b'}', "expected `,` or `}`")?;
-        self.depth -= 1;
-        Ok(value)
+        self.nested(b'}', "expected `,` or `}`", |r| {
+            visitor.visit_map(Items::new(r, b'}'))
+        })
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -700,14 +687,9 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'_> {
                 visitor.visit_enum(name.into_deserializer())
             }
             // Any variant: {"name": value}.
-            b'{' => {
-                self.at += 1;
-                self.enter()?;
-                let value = visitor.visit_enum(Variant { reader: &mut *self })?;
-                self.expect(b'}', "expected `}` after the enum's one entry")?;
-                self.depth -= 1;
-                Ok(value)
-            }
+            b'{' => self.nested(b'}', "expected `}` after the enum's one entry", |r| {
+                visitor.visit_enum(Variant { reader: r })
+            }),
             _ => Err(self.mismatch(&visitor)),
         }
     }
@@ -722,48 +704,69 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'_> {
     }
 }
 
-struct Elements<'r, 'a> {
+/// The elements of an array or the entries of an object, after its opening
+/// bracket.
+struct Items<'r, 'a> {
     reader: &'r mut Reader<'a>,
+    close: u8,
     first: bool,
 }
 
-impl<'de> SeqAccess<'de> for Elements<'_, '_> {
+impl<'r, 'a> Items<'r, 'a> {
+    fn new(reader: &'r mut Reader<'a>, close: u8) -> Self {
+        Items {
+            reader,
+            close,
+            first: true,
+        }
+    }
+
+    /// Whether another item follows (its comma consumed).
+    fn next(&mut self) -> Result<bool, Error> {
+        if self.reader.peek()? == self.close {
+            return Ok(false);
+        }
+        if core::mem::take(&mut self.first) {
+            return Ok(true);
+        }
+        self.reader.next_element(self.close)
+    }
+
+    /// Whether another entry follows, its key (a string) next.
+    fn next_key(&mut self) -> Result<bool, Error> {
+        if !self.next()? {
+            return Ok(false);
+        }
+        if self.reader.peek()? != b'"' {
+            return Err(self.reader.error("expected a string key"));
+        }
+        Ok(true)
+    }
+}
+
+impl<'de> SeqAccess<'de> for Items<'_, '_> {
     type Error = Error;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, Error> {
-        if self.reader.peek()? == b']' {
-            return Ok(None);
-        }
-        if !core::mem::take(&mut self.first) && !self.reader.next_element(b']')? {
+        if !self.next()? {
             return Ok(None);
         }
         seed.deserialize(&mut *self.reader).map(Some)
     }
 }
 
-struct Entries<'r, 'a> {
-    reader: &'r mut Reader<'a>,
-    first: bool,
-}
-
-impl<'de> MapAccess<'de> for Entries<'_, '_> {
+impl<'de> MapAccess<'de> for Items<'_, '_> {
     type Error = Error;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, Error> {
-        if self.reader.peek()? == b'}' {
+        if !self.next_key()? {
             return Ok(None);
-        }
-        if !core::mem::take(&mut self.first) && !self.reader.next_element(b'}')? {
-            return Ok(None);
-        }
-        if self.reader.peek()? != b'"' {
-            return Err(self.reader.error("expected a string key"));
         }
         seed.deserialize(Key {
             reader: &mut *self.reader,
