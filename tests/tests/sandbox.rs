@@ -28,6 +28,13 @@ fn hub(state: &Path, tier: &str, skills: &Path, extra: &str) -> Hub {
     )
 }
 
+/// For tests that time an endless loop against the wall clock or a cancel: a
+/// board figure far above any machine leaves the fuel ceiling out of it. The
+/// hub's own start-up measurement can understate a machine whose speed
+/// wanders (qemu's, or any machine busy with other tests) and stop the loop
+/// early by fuel; tests/budget.rs covers the fuel ceiling itself.
+const CLOCK_ONLY: &str = "fuel_per_ms = 1000000000";
+
 fn dice_manifest() -> Value {
     let mut m = skills::example_manifest("dice");
     m["entrypoint"] = json!("dice.wasm");
@@ -205,16 +212,7 @@ fn an_infinite_loop_is_stopped_at_the_budget_while_builtins_answer_in_millisecon
         json!({}),
         &wat(hostile::INFINITE_LOOP),
     );
-    // The wall clock is what this test holds to: a board figure far above any
-    // machine leaves the fuel ceiling out of it (the hub's own start-up
-    // measurement can understate a machine whose speed wanders, as qemu's
-    // does, and stop the loop early by fuel; tests/budget.rs covers that).
-    let hub = hub(
-        state.path(),
-        "convenient",
-        skills_dir.path(),
-        "fuel_per_ms = 1000000000",
-    );
+    let hub = hub(state.path(), "convenient", skills_dir.path(), CLOCK_ONLY);
     runtime().block_on(async {
         let mut spinner = Satellite::connect(hub.port, &hub.prefix, "attic").await;
         let mut kitchen = Satellite::connect(hub.port, &hub.prefix, "kitchen").await;
@@ -578,7 +576,12 @@ fn a_full_worker_queue_answers_busy() {
         manifest,
         &wat(hostile::INFINITE_LOOP),
     );
-    let hub = hub(state.path(), "convenient", skills_dir.path(), "workers = 1");
+    let hub = hub(
+        state.path(),
+        "convenient",
+        skills_dir.path(),
+        &format!("workers = 1\n{CLOCK_ONLY}"),
+    );
     runtime().block_on(async {
         let mut sat = Satellite::connect(hub.port, &hub.prefix, "attic").await;
         // One running, four queued: the sixth finds the queue full.
@@ -605,7 +608,7 @@ fn system_cancel_from_the_same_satellite_aborts_its_running_call() {
         json!({}),
         &wat(hostile::INFINITE_LOOP),
     );
-    let hub = hub(state.path(), "convenient", skills_dir.path(), "");
+    let hub = hub(state.path(), "convenient", skills_dir.path(), CLOCK_ONLY);
     runtime().block_on(async {
         let mut attic = Satellite::connect(hub.port, &hub.prefix, "attic").await;
         let mut hall = Satellite::connect(hub.port, &hub.prefix, "hall").await;
