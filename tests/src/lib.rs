@@ -7,7 +7,7 @@
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -138,6 +138,21 @@ fn mosquitto_binary() -> PathBuf {
         "mosquitto is not installed; these tests need a real broker. Install it with \
          `apt-get install mosquitto` (the README's test command, ./test.sh, does this)"
     );
+}
+
+/// Runs `hark <args>` in `dir`, blind to any `HARK_CONFIG` of the caller.
+pub fn run_hark(dir: &Path, args: &[&str]) -> Output {
+    Command::new(hark_binary())
+        .args(args)
+        .env_remove("HARK_CONFIG")
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+/// A command's output as text, whatever its bytes.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// The `hark` binary built beside this test executable.

@@ -2,7 +2,7 @@
 //! SIGTERM, and the mistakes a person makes in a config file.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use hark_tests::{
     Hub, HubProcess, Mosquitto, PATIENCE, Satellite, Setup, TempDir, free_port, hark_binary,
@@ -10,18 +10,7 @@ use hark_tests::{
 };
 use serde_json::{Value, json};
 
-fn hark(dir: &Path, args: &[&str]) -> Output {
-    Command::new(hark_binary())
-        .args(args)
-        .env_remove("HARK_CONFIG")
-        .current_dir(dir)
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use hark_tests::{run_hark as hark, text};
 
 fn config_for(dir: &Path, port: u16) -> PathBuf {
     let path = dir.join("hark.toml");

@@ -5,27 +5,15 @@
 //! the ARM binary as much as for the host's.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
 use std::time::{Duration, Instant};
 
 use hark_tests::{
-    HubProcess, PATIENCE, Satellite, Setup, TempDir, free_port, hark_binary, test_config,
-    wait_online,
+    HubProcess, PATIENCE, Satellite, Setup, TempDir, free_port, test_config, wait_online,
 };
 use serde_json::Value;
 
-fn hark(dir: &Path, args: &[&str]) -> Output {
-    Command::new(hark_binary())
-        .args(args)
-        .env_remove("HARK_CONFIG")
-        .current_dir(dir)
-        .output()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use hark_tests::{run_hark as hark, text};
 
 /// The acceptance check of a board build: the binary with its embedded
 /// broker answers `hark send kitchen timer.set duration=2s`, then fires the

@@ -3,11 +3,10 @@
 //! with are refused at load, each with its own reason.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hark_tests::skills::{self, example_manifest, example_wasm, install};
-use hark_tests::{Hub, PATIENCE, Satellite, Setup, TempDir, hark_binary};
+use hark_tests::{Hub, PATIENCE, Satellite, Setup, TempDir};
 use serde_json::{Value, json};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -18,17 +17,8 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn hark(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(hark_binary())
-        .args(args)
-        .current_dir(dir)
-        .env_remove("HARK_CONFIG")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = hark_tests::run_hark(dir, args);
+    let text = hark_tests::text(&out.stdout) + &hark_tests::text(&out.stderr);
     assert!(out.status.success(), "hark {args:?} failed:\n{text}");
     text
 }
