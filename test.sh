@@ -7,7 +7,15 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-say() { printf '\n== %s\n' "$*"; }
+# Each stage says how long the one before it took; the summary at the end
+# lists them all (CI must stay well inside 90 minutes).
+stage="" stage_start=$SECONDS timings=()
+end_stage() { [ -z "$stage" ] || timings+=("$(printf '%5ds  %s' $((SECONDS - stage_start)) "$stage")"); }
+say() {
+    end_stage
+    stage=$* stage_start=$SECONDS
+    printf '\n== %s\n' "$*"
+}
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 say "system packages"
@@ -59,4 +67,8 @@ cargo test --workspace --doc --locked
 say "ARM: cross-builds, aarch64 tests under qemu, .deb packages"
 ./scripts/arm.sh
 
+end_stage
+printf '\n== stage durations\n'
+printf '%s\n' "${timings[@]}"
+printf '%5ds  in all\n' "$SECONDS"
 say "all tests passed"

@@ -36,11 +36,16 @@ for arch in arm64 armhf; do
     dpkg --print-foreign-architectures | grep -qx "$arch" || as_root dpkg --add-architecture "$arch"
 done
 packages=(
-    gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf   # linkers (and the glibc to link against)
+    gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf   # linkers
+    # The targets' C runtime (Scrt1.o, crti.o, libc.so) for the gnu builds and
+    # for gcc as the musl builds' link driver: only *recommended* by the cross
+    # gcc packages, so --no-install-recommends leaves them out unless named.
+    libc6-dev-arm64-cross libc6-dev-armhf-cross
     libasound2-dev:arm64 libasound2-dev:armhf       # ALSA for cpal, per target
     pkg-config qemu-user                            # finds ALSA; runs ARM binaries
     mosquitto mosquitto-clients                     # a broker for tests; mosquitto_sub for the smoke test
     dpkg-dev systemd                                # dpkg-shlibdeps for cargo-deb; systemd-analyze
+    binutils python3                                # readelf; a free port for the smoke test
 )
 missing=()
 for p in "${packages[@]}"; do
