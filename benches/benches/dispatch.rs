@@ -44,7 +44,7 @@ fn dispatcher_benches(c: &mut Criterion) {
     group.bench_function("not_json", |b| {
         b.iter(|| rt.block_on(d.handle_payload("kitchen", Protocol::Native, black_box(not_json))))
     });
-    // timer.set writes timers.json atomically (fsync) before it answers;
+    // timer.set appends to the timer journal (fsync) before it answers;
     // pair it with a cancel so the table stays small.
     let set = br#"{"id":"r-3","intent":"timer.set","args":{"duration":"5m","label":"pasta"}}"#;
     let clear = br#"{"id":"r-4","intent":"system.cancel","args":{"target":"timers"}}"#;
@@ -59,5 +59,60 @@ fn dispatcher_benches(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-criterion_group!(benches, dispatcher_benches);
+/// One `timer.set` (and its cancel) when the hub already holds 10,000
+/// timers: the cost of a change must not grow with the table. Also times
+/// opening that table, as a restart does.
+fn full_table_benches(c: &mut Criterion) {
+    use hark_hub::timers::{Saved, Timer};
+    let dir = std::env::temp_dir().join(format!("hark-bench-timers-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let far = hark_hub::timers::now_ms() + 24 * 3600 * 1000;
+    let mut saved = Saved::default();
+    for n in 1..=10_000u64 {
+        let timer = Timer {
+            id: format!("t-{n}"),
+            satellite: format!("sat-{}", n % 400),
+            protocol: Protocol::Native,
+            label: Some(format!("label {n}")),
+            total_ms: 3_600_000,
+            due_ms: far + n,
+        };
+        saved.timers.insert(timer.id.clone(), timer);
+    }
+    saved.next_id = 10_000;
+    std::fs::write(dir.join("timers.json"), serde_json::to_vec(&saved).unwrap()).unwrap();
+    let config = Config::from_toml(
+        &format!(
+            "state_dir = \"{}\"\n[audio]\nbackend = \"null\"\n\
+             [timers]\nmax_total = 20000\nmax_satellites = 1000\n",
+            dir.display()
+        ),
+        Path::new("bench.toml"),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let opened = std::time::Instant::now();
+    let assembly = rt.block_on(async { assemble(&config) }).unwrap();
+    eprintln!("opened 10,000 timers in {:?}", opened.elapsed());
+    assert_eq!(assembly.timers.len(), 10_000);
+    let d = assembly.dispatcher.clone();
+    let mut group = c.benchmark_group("dispatch");
+    let set = br#"{"id":"r-3","intent":"timer.set","args":{"duration":"5m","label":"pasta"}}"#;
+    let clear = br#"{"id":"r-4","intent":"system.cancel","args":{"target":"timers"}}"#;
+    group.bench_function("timer_set_then_cancel_at_10k_timers", |b| {
+        b.iter(|| {
+            rt.block_on(d.handle_payload("kitchen", Protocol::Native, black_box(set)));
+            rt.block_on(d.handle_payload("kitchen", Protocol::Native, black_box(clear)))
+        })
+    });
+    group.finish();
+    drop(assembly);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, dispatcher_benches, full_table_benches);
 criterion_main!(benches);

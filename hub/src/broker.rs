@@ -30,24 +30,39 @@ pub enum BrokerError {
     Thread(std::io::Error),
 }
 
-/// Largest packet the embedded broker accepts from a client. Bigger than
-/// `mqtt.max_payload`, so that an oversized intent reaches the hub and is
-/// answered `invalid` instead of silently dropping the satellite's connection.
-pub fn broker_packet_limit(max_payload: usize) -> usize {
-    (max_payload * 32).max(2 * 1024 * 1024)
+/// Most clients connected at once (fewer when the open-files limit is low):
+/// a home has a few satellites, and each connection is a file descriptor
+/// the hub's own files share.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// A socket that has not sent CONNECT within this is closed.
+pub const CONNECT_TIMEOUT_MS: u16 = 5_000;
+
+/// Connected clients allowed for a process that may have `open_files`
+/// descriptors: at most a quarter of them, so sockets still waiting for
+/// their CONNECT, the hub's own files and its broker link keep room.
+pub fn max_connections(open_files: u64) -> usize {
+    (open_files / 4).clamp(16, MAX_CONNECTIONS as u64) as usize
 }
 
 /// Starts rumqttd on its own thread and returns once it is listening.
+///
+/// Connections are bounded three ways: at most [`max_connections`] clients,
+/// a socket that sends no CONNECT within [`CONNECT_TIMEOUT_MS`] is closed,
+/// and one new socket is accepted per millisecond, so sockets that never
+/// speak hold at most about five thousand descriptors. rumqttd owns its
+/// accept loop, so a limit per source address needs a broker that lets the
+/// hub accept (issue 12 replaces the broker).
 pub fn start(
     listen: SocketAddr,
     max_payload: usize,
     credentials: Option<&Credentials>,
+    open_files: u64,
 ) -> Result<(), BrokerError> {
     // rumqttd only logs a failed bind from its thread; find out here, where
     // the user can be told.
     std::net::TcpListener::bind(listen).map_err(|source| BrokerError::Bind { listen, source })?;
 
-    let (router, server) = broker_config(listen, max_payload, credentials);
+    let (router, server) = broker_config(listen, max_payload, credentials, open_files);
     std::thread::Builder::new()
         .name("hark-broker".into())
         .spawn(move || {
@@ -91,10 +106,11 @@ fn broker_config(
     listen: SocketAddr,
     max_payload: usize,
     credentials: Option<&Credentials>,
+    open_files: u64,
 ) -> (rumqttd::RouterConfig, rumqttd::ServerSettings) {
     let connections = rumqttd::ConnectionSettings {
-        connection_timeout_ms: 10_000,
-        max_payload_size: broker_packet_limit(max_payload),
+        connection_timeout_ms: CONNECT_TIMEOUT_MS,
+        max_payload_size: crate::mqtt::packet_limit(max_payload),
         max_inflight_count: 256,
         auth: credentials.map(|c| HashMap::from([(c.username.clone(), c.password.clone())])),
         external_auth: None,
@@ -109,11 +125,11 @@ fn broker_config(
         connections,
     };
     let router = rumqttd::RouterConfig {
-        max_connections: 1024,
+        max_connections: max_connections(open_files),
         max_outgoing_packet_count: 256,
         // rumqttd keeps a commit log per topic filter in memory; a Pi has
         // little, so keep segments small (but above the packet limit).
-        max_segment_size: broker_packet_limit(max_payload) * 2,
+        max_segment_size: crate::mqtt::packet_limit(max_payload) * 2,
         max_segment_count: 4,
         custom_segment: None,
         initialized_filters: None,
@@ -220,10 +236,17 @@ mod tests {
     }
 
     #[test]
+    fn connections_leave_room_for_the_hubs_own_files() {
+        assert_eq!(max_connections(1024), 256);
+        assert_eq!(max_connections(524_288), MAX_CONNECTIONS);
+        assert_eq!(max_connections(20), 16);
+    }
+
+    #[test]
     fn a_busy_port_is_a_clear_error() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let err = start(addr, 65536, None).unwrap_err().to_string();
+        let err = start(addr, 65536, None, 1024).unwrap_err().to_string();
         assert!(
             err.contains(&addr.to_string()) && err.contains("mqtt.listen"),
             "{err}"

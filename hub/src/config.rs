@@ -55,6 +55,7 @@ pub struct RawConfig {
     pub audit: RawAudit,
     pub audio: RawAudio,
     pub hermes: RawHermes,
+    pub timers: RawTimers,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -103,6 +104,14 @@ pub struct RawAudio {
 pub struct RawHermes {
     pub enabled: bool,
     pub intents: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTimers {
+    pub max_per_satellite: Option<usize>,
+    pub max_satellites: Option<usize>,
+    pub max_total: Option<usize>,
 }
 
 /// Where the hub's broker is.
@@ -197,6 +206,7 @@ pub struct Config {
     pub audit_path: PathBuf,
     pub audio: AudioConfig,
     pub hermes: HermesConfig,
+    pub timers: crate::timers::TimerLimits,
 }
 
 impl Config {
@@ -329,7 +339,42 @@ impl RawConfig {
                 enabled: self.hermes.enabled,
                 intents: self.hermes.intents,
             },
+            timers: self.timers.validate()?,
         })
+    }
+}
+
+impl RawTimers {
+    fn validate(self) -> Result<crate::timers::TimerLimits, ConfigError> {
+        let defaults = crate::timers::TimerLimits::default();
+        let check = |key: &str, value: Option<usize>, default: usize| match value {
+            None => Ok(default),
+            Some(n) if (1..=1_000_000).contains(&n) => Ok(n),
+            Some(n) => Err(invalid(key, format!("{n} is outside 1..=1000000"))),
+        };
+        let limits = crate::timers::TimerLimits {
+            per_satellite: check(
+                "timers.max_per_satellite",
+                self.max_per_satellite,
+                defaults.per_satellite,
+            )?,
+            satellites: check(
+                "timers.max_satellites",
+                self.max_satellites,
+                defaults.satellites,
+            )?,
+            total: check("timers.max_total", self.max_total, defaults.total)?,
+        };
+        if limits.per_satellite > limits.total {
+            return Err(invalid(
+                "timers.max_per_satellite",
+                format!(
+                    "{} is above timers.max_total ({})",
+                    limits.per_satellite, limits.total
+                ),
+            ));
+        }
+        Ok(limits)
     }
 }
 

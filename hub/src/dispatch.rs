@@ -424,11 +424,25 @@ impl Dispatcher {
             Runner::Builtin(builtin) => {
                 // Built-ins are ours and return in microseconds; they run
                 // inline. The budget guards the sandboxed skills.
-                let host = RequestHost {
-                    services: &self.services,
-                    protocol: ctx.protocol,
-                };
-                builtin.handle(intent, &host).map_err(skill_failure)
+                let host = RequestHost::new(&self.services, ctx.protocol);
+                let answer = builtin.handle(intent, &host).map_err(skill_failure);
+                // A timer the reply speaks of is on disk before it is spoken of.
+                if let Some(ticket) = host.ticket() {
+                    if let Err(e) = self.services.timers.settled(ticket).await {
+                        tracing::error!("{e}");
+                        return Err(Failure {
+                            status: Status::Error,
+                            code: "storage".to_string(),
+                            message: e.to_string(),
+                            details: Vec::new(),
+                            speech: Some(
+                                "The timers could not be saved, so nothing was changed."
+                                    .to_string(),
+                            ),
+                        });
+                    }
+                }
+                answer
             }
             Runner::Wasm(wasm) => self.run_wasm(ctx, wasm, intent, &call.flag).await,
             Runner::Unavailable => Err(Failure::new(
@@ -464,15 +478,19 @@ impl Dispatcher {
             cancel: cancel.clone(),
             reply,
         };
-        if pool.submit(job).is_err() {
-            return Err(Failure::new(
-                Status::Busy,
-                "busy",
-                format!(
+        if let Err((_, refusal)) = pool.submit(job) {
+            let message = match refusal {
+                crate::sandbox::pool::Refusal::Full => format!(
                     "all {} skill workers are busy and the queue is full; retry in a moment",
                     pool.workers()
                 ),
-            ));
+                crate::sandbox::pool::Refusal::SatelliteFull => format!(
+                    "this satellite already has {} skill calls waiting, its share of the \
+                     queue; retry when one is answered",
+                    pool.shares().queue_per_satellite
+                ),
+            };
+            return Err(Failure::new(Status::Busy, "busy", message));
         }
         // The worker enforces the budget; this only guards against a worker
         // that never answers (queue wait included).

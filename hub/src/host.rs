@@ -1,6 +1,7 @@
 //! The hub's side of the built-in skills' [`Host`] trait: timers, playback and
 //! in-flight calls, acting for the satellite (and protocol) of one request.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use hark_skills_builtin::{Host, HostError, PlaybackView, Stopped, Target, TimerV
 use crate::events::Protocol;
 use crate::inflight::InFlight;
 use crate::playback::PlaybackService;
-use crate::timers::{StartError, TimerError, TimerService, now_ms};
+use crate::timers::{Ticket, TimerService, now_ms};
 
 /// The long-lived services skills act through.
 #[derive(Debug, Clone)]
@@ -22,8 +23,32 @@ pub struct Services {
 /// [`Services`] seen from one request.
 #[derive(Debug)]
 pub struct RequestHost<'a> {
-    pub services: &'a Services,
-    pub protocol: Protocol,
+    services: &'a Services,
+    protocol: Protocol,
+    /// The newest timer change this request made: its reply waits until
+    /// that is on disk ([`RequestHost::ticket`]).
+    ticket: Cell<Option<Ticket>>,
+}
+
+impl<'a> RequestHost<'a> {
+    pub fn new(services: &'a Services, protocol: Protocol) -> RequestHost<'a> {
+        RequestHost {
+            services,
+            protocol,
+            ticket: Cell::new(None),
+        }
+    }
+
+    /// The change to wait for before replying, if the request made any.
+    pub fn ticket(&self) -> Option<Ticket> {
+        self.ticket.get()
+    }
+
+    fn made(&self, ticket: Option<Ticket>) {
+        if ticket.is_some() {
+            self.ticket.set(self.ticket.get().max(ticket));
+        }
+    }
 }
 
 impl Host for RequestHost<'_> {
@@ -36,24 +61,18 @@ impl Host for RequestHost<'_> {
         match self
             .services
             .timers
-            .start(satellite, self.protocol, label, duration)
+            .begin_start(satellite, self.protocol, label, duration)
         {
-            Ok(timer) => Ok(timer.view(now_ms())),
-            Err(StartError::Timer(e @ TimerError::TooMany)) => Err(HostError {
+            Ok((timer, ticket)) => {
+                self.made(Some(ticket));
+                Ok(timer.view(now_ms()))
+            }
+            Err(e) => Err(HostError {
                 code: "too_many_timers",
                 message: e.to_string(),
                 detail: None,
                 pointer: None,
             }),
-            Err(StartError::Store(e)) => {
-                tracing::error!("{e}");
-                Err(HostError {
-                    code: "storage",
-                    message: "The timer could not be saved, so it was not started.".to_string(),
-                    detail: Some(e.to_string()),
-                    pointer: None,
-                })
-            }
         }
     }
 
@@ -62,21 +81,10 @@ impl Host for RequestHost<'_> {
     }
 
     fn cancel_timers(&self, satellite: &str, ids: &[String]) -> Result<Vec<TimerView>, HostError> {
-        match self.services.timers.cancel(satellite, ids) {
-            Ok(gone) => {
-                let now = now_ms();
-                Ok(gone.iter().map(|t| t.view(now)).collect())
-            }
-            Err(e) => {
-                tracing::error!("{e}");
-                Err(HostError {
-                    code: "storage",
-                    message: "The timers could not be saved, so they keep running.".to_string(),
-                    detail: Some(e.to_string()),
-                    pointer: None,
-                })
-            }
-        }
+        let (gone, ticket) = self.services.timers.begin_cancel(satellite, ids);
+        self.made(ticket);
+        let now = now_ms();
+        Ok(gone.iter().map(|t| t.view(now)).collect())
     }
 
     fn play(

@@ -10,14 +10,15 @@ use std::time::{Duration, Instant};
 use hark_skill_sdk::Status;
 use rumqttc::{AsyncClient, Event, LastWill, Packet, QoS};
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::admission::Admission;
 use crate::audio::AudioOut;
 use crate::audit::{self, Audit, AuditLog};
 use crate::config::{AudioBackend, Broker, Config};
 use crate::dispatch::{Dispatcher, Failure};
 use crate::events::{Message, Outbox, Protocol};
+use crate::fair::Refusal;
 use crate::host::Services;
 use crate::inflight::InFlight;
 use crate::mqtt::topics::{Incoming, Topics};
@@ -28,8 +29,7 @@ use crate::sandbox::host::HostEnv;
 use crate::sandbox::pool::Pool;
 use crate::timers::TimerService;
 
-/// Requests handled at once; beyond this a request is answered `busy`.
-pub const MAX_CONCURRENT_REQUESTS: usize = 64;
+pub use crate::admission::MAX_CONCURRENT_REQUESTS;
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -100,6 +100,7 @@ pub fn assemble(config: &Config) -> Result<Assembly, HubError> {
     );
     let timers = TimerService::open(
         &config.state_dir,
+        config.timers,
         outbox.clone(),
         Box::new(AlarmRinger(playback.clone())),
         audit_log.clone(),
@@ -237,10 +238,22 @@ fn audit_registry(dispatcher: &Dispatcher, registry: &Registry, notes: &[String]
 /// Runs the hub until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), HubError> {
     let started = Instant::now();
+    let open_files = match crate::os::raise_open_files_limit() {
+        Ok((before, after)) => {
+            if after > before {
+                tracing::info!(before, after, "raised the open-files limit");
+            }
+            after
+        }
+        Err(e) => {
+            tracing::warn!("cannot read or raise the open-files limit: {e}");
+            1024
+        }
+    };
     if let Broker::Embedded { listen } = config.mqtt.broker {
         // Before anything touches the state dir: a busy port is the most
         // common first-run mistake and should be the first thing said.
-        start_embedded_broker(listen, &config)?;
+        start_embedded_broker(listen, &config, open_files)?;
     }
     let Assembly {
         dispatcher,
@@ -290,7 +303,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         outbox,
         dispatcher: dispatcher.clone(),
         hermes,
-        permits: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)),
+        admission: std::sync::Mutex::new(Admission::default()),
         started,
         tier: config.tier,
         reload: Reload {
@@ -310,22 +323,29 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         ..Default::default()
     });
     dispatcher.sync_audit();
+    let timers = dispatcher.services().timers.clone();
+    let _ = tokio::task::spawn_blocking(move || timers.flush(Duration::from_secs(2))).await;
     tracing::info!("hark stopped");
     Ok(())
 }
 
 #[cfg(feature = "embedded-broker")]
-fn start_embedded_broker(listen: std::net::SocketAddr, config: &Config) -> Result<(), HubError> {
+fn start_embedded_broker(
+    listen: std::net::SocketAddr,
+    config: &Config,
+    open_files: u64,
+) -> Result<(), HubError> {
     crate::broker::start(
         listen,
         config.mqtt.max_payload,
         config.mqtt.credentials.as_ref(),
+        open_files,
     )?;
     Ok(())
 }
 
 #[cfg(not(feature = "embedded-broker"))]
-fn start_embedded_broker(_: std::net::SocketAddr, _: &Config) -> Result<(), HubError> {
+fn start_embedded_broker(_: std::net::SocketAddr, _: &Config, _: u64) -> Result<(), HubError> {
     Err(HubError::NoEmbeddedBroker)
 }
 
@@ -353,10 +373,29 @@ struct Server {
     dispatcher: Arc<Dispatcher>,
     /// The Hermes adapter, when `hermes.enabled`.
     hermes: Option<Arc<crate::hermes::Adapter>>,
-    permits: Arc<Semaphore>,
+    /// Requests waiting for their turn, and how many run.
+    admission: std::sync::Mutex<Admission<Pending>>,
     started: Instant,
     tier: crate::policy::Tier,
     reload: Reload,
+}
+
+/// The request tasks; each returns the satellite whose place it held
+/// (`None` for a task that only sends a refusal).
+type Requests = JoinSet<Option<String>>;
+
+/// Which protocol a request came by.
+#[derive(Debug)]
+enum Route {
+    Native { satellite: String },
+    Hermes { kind: crate::hermes::Kind },
+}
+
+/// A request waiting for its turn.
+#[derive(Debug)]
+pub struct Pending {
+    route: Route,
+    publish: rumqttc::Publish,
 }
 
 /// What a SIGHUP needs to load the skills again.
@@ -395,7 +434,7 @@ impl Server {
     }
 
     async fn serve(&self, mut eventloop: rumqttc::EventLoop, shutdown: impl Future<Output = ()>) {
-        let mut requests = JoinSet::new();
+        let mut requests = Requests::new();
         let mut backoff = Backoff::default();
         let mut status_tick = tokio::time::interval(Duration::from_secs(60));
         status_tick.tick().await;
@@ -419,9 +458,12 @@ impl Server {
                 event = eventloop.poll(), if !waiting => match event {
                     Ok(event) => {
                         backoff.reset();
-                        self.on_event(event, &mut requests, false).await;
+                        self.on_event(event, &mut eventloop, &mut requests, false).await;
                     }
                     Err(e) => {
+                        if let Some(size) = mqtt::oversized_packet(&e) {
+                            self.drop_oversized(&mut eventloop, size);
+                        }
                         let first = backoff.is_first();
                         let delay = backoff.next_delay();
                         if first {
@@ -433,13 +475,22 @@ impl Server {
                         waiting = true;
                     }
                 },
-                Some(_) = requests.join_next() => {}
+                Some(ended) = requests.join_next() => self.finished(ended, &mut requests),
                 _ = status_tick.tick() => self.publish_status(true).await,
             }
         }
 
-        // Draining: finish what is running, refuse what arrives.
+        // Draining: finish what is running, refuse what waits and what arrives.
         tracing::info!(in_flight = requests.len(), "shutting down");
+        let waiting = self.admission().drain();
+        for pending in waiting {
+            let failure = Failure::new(
+                Status::Busy,
+                "shutting_down",
+                "the hub is shutting down; retry in a moment",
+            );
+            self.refuse(pending, failure, &mut requests);
+        }
         let deadline = tokio::time::sleep(DRAIN_TIMEOUT);
         tokio::pin!(deadline);
         while !requests.is_empty() {
@@ -448,9 +499,9 @@ impl Server {
                     tracing::warn!("{} requests still running at shutdown", requests.len());
                     break;
                 }
-                Some(_) = requests.join_next() => {}
+                Some(ended) = requests.join_next() => self.finished(ended, &mut requests),
                 event = eventloop.poll() => match event {
-                    Ok(event) => self.on_event(event, &mut requests, true).await,
+                    Ok(event) => self.on_event(event, &mut eventloop, &mut requests, true).await,
                     Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                 },
             }
@@ -479,9 +530,39 @@ impl Server {
         goodbye.abort();
     }
 
-    async fn on_event(&self, event: Event, requests: &mut JoinSet<()>, draining: bool) {
+    /// The broker delivered a packet larger than the hub reads: the
+    /// connection is gone, and a persistent session would deliver the same
+    /// packet again at every reconnect. Reconnect once with a clean session
+    /// (losing what the broker queued meanwhile), and say so.
+    fn drop_oversized(&self, eventloop: &mut rumqttc::EventLoop, size: usize) {
+        let limit = eventloop.mqtt_options.max_packet_size();
+        let message = format!(
+            "the broker delivered a packet of {size} bytes, over the hub's limit of {limit} \
+             (mqtt.max_payload x 32); it was dropped unread, with the broker's session"
+        );
+        tracing::error!("{message}");
+        self.dispatcher.audit(&audit::Record {
+            kind: audit::Kind::Refusal,
+            decision: Some(audit::Decision::Deny),
+            rule: Some("mqtt.packet_too_large".into()),
+            message: Some(message),
+            ..Default::default()
+        });
+        eventloop.mqtt_options.set_clean_session(true);
+    }
+
+    async fn on_event(
+        &self,
+        event: Event,
+        eventloop: &mut rumqttc::EventLoop,
+        requests: &mut Requests,
+        draining: bool,
+    ) {
         match event {
             Event::Incoming(Packet::ConnAck(ack)) => {
+                // After an oversized packet the hub connects once with a clean
+                // session; from now on its session persists again.
+                eventloop.mqtt_options.set_clean_session(false);
                 tracing::info!(
                     session_present = ack.session_present,
                     "connected to the broker"
@@ -504,11 +585,11 @@ impl Server {
                 self.publish_status(true).await;
             }
             Event::Incoming(Packet::Publish(publish)) => {
-                if self.permits.available_permits() == 0 {
+                if self.admission().queued() > 0 {
                     // A burst (a backlog delivered on reconnect) arrives
                     // without the loop ever yielding, so the requests it
-                    // spawned have not had a chance to run. Let them: built-ins
-                    // finish in one poll, and only real overload is `busy`.
+                    // started have not had a chance to run. Let them: built-ins
+                    // finish in one poll and make room for those waiting.
                     tokio::task::yield_now().await;
                 }
                 self.on_publish(publish, requests, draining);
@@ -517,94 +598,94 @@ impl Server {
         }
     }
 
-    /// A permit to run one request, or why not (shutting down, busy).
-    fn admit(&self, draining: bool) -> Result<tokio::sync::OwnedSemaphorePermit, Failure> {
-        if draining {
-            return Err(Failure::new(
-                Status::Busy,
-                "shutting_down",
-                "the hub is shutting down; retry in a moment",
-            ));
-        }
-        self.permits.clone().try_acquire_owned().map_err(|_| {
-            Failure::new(
-                Status::Busy,
-                "busy",
-                format!(
-                    "the hub is already handling {MAX_CONCURRENT_REQUESTS} requests; \
-                     retry in a moment"
-                ),
-            )
-        })
+    fn admission(&self) -> std::sync::MutexGuard<'_, Admission<Pending>> {
+        // Only the loop's thread takes it, never across an await.
+        self.admission.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Routes one message: Hermes topics (when enabled) to the adapter, the
-    /// rest to the native protocol.
-    fn on_publish(&self, publish: rumqttc::Publish, requests: &mut JoinSet<()>, draining: bool) {
+    /// rest to the native protocol. A request is queued for its turn
+    /// ([`Server::pump`] starts it), or answered at once when it cannot be.
+    fn on_publish(&self, publish: rumqttc::Publish, requests: &mut Requests, draining: bool) {
+        let route = match self.route(&publish, requests) {
+            Some(route) => route,
+            None => return,
+        };
+        let key = match &route {
+            Route::Native { satellite } => satellite.clone(),
+            Route::Hermes { .. } => crate::hermes::site_of(&publish.payload),
+        };
+        let pending = Pending { route, publish };
+        if draining {
+            let failure = Failure::new(
+                Status::Busy,
+                "shutting_down",
+                "the hub is shutting down; retry in a moment",
+            );
+            return self.refuse(pending, failure, requests);
+        }
+        let bytes = pending.publish.payload.len();
+        let offer = self.admission().offer(&key, pending, bytes);
+        for pushed_out in offer.evicted {
+            let failure = Failure::new(
+                Status::Busy,
+                "busy",
+                "the hub's queue is full and this satellite had the most requests waiting; \
+                 one gave way to another satellite's; retry when one is answered",
+            );
+            self.refuse(pushed_out, failure, requests);
+        }
+        if let Some((pending, refusal)) = offer.refused {
+            let message = match refusal {
+                Refusal::Full => format!(
+                    "the hub is already handling {} requests with {} waiting, and this \
+                     satellite has as many waiting as any; retry in a moment",
+                    crate::admission::MAX_CONCURRENT_REQUESTS,
+                    crate::admission::MAX_QUEUED,
+                ),
+                Refusal::SatelliteFull => format!(
+                    "this satellite already has {} requests waiting, its share; retry when one \
+                     is answered",
+                    crate::admission::MAX_QUEUED_PER_SATELLITE
+                ),
+            };
+            return self.refuse(
+                pending,
+                Failure::new(Status::Busy, "busy", message),
+                requests,
+            );
+        }
+        self.pump(requests);
+    }
+
+    /// What kind of request `publish` is, or `None` when it was handled
+    /// here (a Hermes playFinished, a bad satellite id, a foreign topic).
+    fn route(&self, publish: &rumqttc::Publish, requests: &mut Requests) -> Option<Route> {
         if let Some(hermes) = &self.hermes {
             use crate::hermes::topics::{self as hermes_topics, Incoming as HermesIncoming};
-            let kind = match hermes_topics::parse(&publish.topic) {
-                HermesIncoming::Intent { name } => crate::hermes::Kind::Intent(name.to_string()),
-                HermesIncoming::NotRecognized => crate::hermes::Kind::NotRecognized,
+            match hermes_topics::parse(&publish.topic) {
+                HermesIncoming::Intent { name } => {
+                    return Some(Route::Hermes {
+                        kind: crate::hermes::Kind::Intent(name.to_string()),
+                    });
+                }
+                HermesIncoming::NotRecognized => {
+                    return Some(Route::Hermes {
+                        kind: crate::hermes::Kind::NotRecognized,
+                    });
+                }
                 HermesIncoming::PlayFinished { site_id } => {
                     // Handled at once, in order: a request that follows it sees it.
                     hermes.play_finished(site_id, &publish.payload);
-                    return;
+                    return None;
                 }
-                HermesIncoming::Other => return self.on_native(publish, requests, draining),
-            };
-            match self.admit(draining) {
-                Ok(permit) => {
-                    let hermes = hermes.clone();
-                    requests.spawn(async move {
-                        hermes.handle(&kind, &publish.payload).await;
-                        drop(permit);
-                    });
-                }
-                Err(failure) => {
-                    if let Some(answer) = hermes.refuse(&kind, &publish.payload, failure) {
-                        let outbox = self.outbox.clone();
-                        requests.spawn(async move { outbox.send(answer).await });
-                    }
-                }
+                HermesIncoming::Other => {}
             }
-            return;
         }
-        self.on_native(publish, requests, draining);
-    }
-
-    fn on_native(&self, publish: rumqttc::Publish, requests: &mut JoinSet<()>, draining: bool) {
-        let topic = publish.topic.clone();
-        match self.topics.parse(&topic) {
-            Incoming::Intent { satellite } => {
-                let satellite = satellite.to_string();
-                let reply_topic = self.topics.reply(&satellite);
-                let permit = self.admit(draining);
-                let dispatcher = self.dispatcher.clone();
-                let outbox = self.outbox.clone();
-                match permit {
-                    Ok(permit) => {
-                        requests.spawn(async move {
-                            let reply = dispatcher
-                                .handle_payload(&satellite, Protocol::Native, &publish.payload)
-                                .await;
-                            log_reply(&satellite, &reply);
-                            outbox.reply(reply_topic, &reply).await;
-                            drop(permit);
-                        });
-                    }
-                    Err(failure) => {
-                        let reply = dispatcher.refuse(
-                            &satellite,
-                            Protocol::Native,
-                            &publish.payload,
-                            failure,
-                        );
-                        log_reply(&satellite, &reply);
-                        requests.spawn(async move { outbox.reply(reply_topic, &reply).await });
-                    }
-                }
-            }
+        match self.topics.parse(&publish.topic) {
+            Incoming::Intent { satellite } => Some(Route::Native {
+                satellite: satellite.to_string(),
+            }),
             Incoming::BadSatellite {
                 raw,
                 reason,
@@ -617,13 +698,97 @@ impl Server {
                 log_reply(raw, &reply);
                 if let Some(topic) = reply_to {
                     let outbox = self.outbox.clone();
-                    requests.spawn(async move { outbox.reply(topic, &reply).await });
+                    requests.spawn(async move {
+                        outbox.reply(topic, &reply).await;
+                        None
+                    });
                 }
+                None
             }
             Incoming::Other => {
-                tracing::debug!(%topic, "ignoring a message on a topic the hub does not serve");
+                tracing::debug!(topic = %publish.topic, "ignoring a message on a topic the hub does not serve");
+                None
             }
         }
+    }
+
+    /// Starts waiting requests while there is room.
+    fn pump(&self, requests: &mut Requests) {
+        loop {
+            let Some((key, pending)) = self.admission().start_next() else {
+                return;
+            };
+            let Pending { route, publish } = pending;
+            match route {
+                Route::Native { satellite } => {
+                    let dispatcher = self.dispatcher.clone();
+                    let outbox = self.outbox.clone();
+                    let reply_topic = self.topics.reply(&satellite);
+                    requests.spawn(async move {
+                        let reply = dispatcher
+                            .handle_payload(&satellite, Protocol::Native, &publish.payload)
+                            .await;
+                        log_reply(&satellite, &reply);
+                        outbox.reply(reply_topic, &reply).await;
+                        Some(key)
+                    });
+                }
+                Route::Hermes { kind } => {
+                    let hermes = self
+                        .hermes
+                        .clone()
+                        .expect("Hermes requests are routed only when it is enabled");
+                    requests.spawn(async move {
+                        hermes.handle(&kind, &publish.payload).await;
+                        Some(key)
+                    });
+                }
+            }
+        }
+    }
+
+    /// Answers a request that will not run (busy, shutting down).
+    fn refuse(&self, pending: Pending, failure: Failure, requests: &mut Requests) {
+        let Pending { route, publish } = pending;
+        match route {
+            Route::Native { satellite } => {
+                let reply =
+                    self.dispatcher
+                        .refuse(&satellite, Protocol::Native, &publish.payload, failure);
+                log_reply(&satellite, &reply);
+                let outbox = self.outbox.clone();
+                let topic = self.topics.reply(&satellite);
+                requests.spawn(async move {
+                    outbox.reply(topic, &reply).await;
+                    None
+                });
+            }
+            Route::Hermes { kind } => {
+                let hermes = self
+                    .hermes
+                    .as_ref()
+                    .expect("Hermes requests are routed only when it is enabled");
+                if let Some(answer) = hermes.refuse(&kind, &publish.payload, failure) {
+                    let outbox = self.outbox.clone();
+                    requests.spawn(async move {
+                        outbox.send(answer).await;
+                        None
+                    });
+                }
+            }
+        }
+    }
+
+    /// A request task ended: give its place back and start the next.
+    fn finished(
+        &self,
+        ended: Result<Option<String>, tokio::task::JoinError>,
+        requests: &mut Requests,
+    ) {
+        if let Ok(Some(key)) = ended {
+            self.admission().done(&key);
+        }
+        self.pump(requests);
     }
 
     async fn publish_status(&self, online: bool) {

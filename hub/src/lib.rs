@@ -11,6 +11,7 @@
 //! Layout:
 //! - [`config`] — `hark.toml`, parsed then validated
 //! - [`hub`] — assembly, the MQTT loop, shutdown
+//! - [`admission`], [`fair`] — requests waiting and running, fair among satellites
 //! - [`mqtt`] — client options, backoff, [`mqtt::topics`]
 //! - `broker`: the embedded rumqttd (feature `embedded-broker`)
 //! - [`dispatch`] — request -> reply, the one pipeline
@@ -24,7 +25,10 @@
 //! - [`events`] — replies and events on their way to MQTT
 //! - [`hermes`] — Rhasspy satellites over Hermes, in front of the same dispatcher
 //! - [`cli`] — the commands besides `run`
+//! - [`os`] — the open-files limit, raised at start
+//! - [`logging`] — the text log's escaping field formatter
 
+pub mod admission;
 pub mod audio;
 pub mod audit;
 #[cfg(feature = "embedded-broker")]
@@ -33,13 +37,16 @@ pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod events;
+pub mod fair;
 pub mod fsutil;
 pub mod hermes;
 pub mod host;
 pub mod hub;
 pub mod inflight;
 pub mod loader;
+pub mod logging;
 pub mod mqtt;
+pub mod os;
 pub mod playback;
 pub mod policy;
 pub mod registry;

@@ -159,7 +159,7 @@ fn init_tracing(format: LogFormat) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => builder.fmt_fields(hark_hub::logging::text_fields()).init(),
         LogFormat::Json => builder.json().init(),
     }
 }

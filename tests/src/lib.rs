@@ -276,7 +276,7 @@ impl Hub {
             }))
             .map_err(|e| e.to_string())
         });
-        let hub = Hub {
+        let mut hub = Hub {
             port,
             prefix,
             state: state.to_path_buf(),
@@ -288,7 +288,20 @@ impl Hub {
         hub
     }
 
-    fn wait_online(&self) {
+    fn wait_online(&mut self) {
+        if let Err(e) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.watch_status()))
+        {
+            // Say why the hub is not online when it stopped by itself.
+            if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+                let result = self.thread.take().unwrap().join();
+                panic!("the hub stopped while starting: {result:?}");
+            }
+            std::panic::resume_unwind(e);
+        }
+    }
+
+    fn watch_status(&self) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -368,16 +381,34 @@ pub struct HubProcess {
 impl HubProcess {
     /// `hark run --config <config>`, logging to `<dir>/hark.log`.
     pub fn spawn(dir: &Path, config: &Path) -> HubProcess {
+        let mut command = Command::new(hark_binary());
+        command.arg("--config").arg(config).arg("run");
+        HubProcess::spawn_command(dir, command)
+    }
+
+    /// Like [`HubProcess::spawn`], started as systemd and most shells start
+    /// services: with a soft limit of `soft` open files (the hard limit
+    /// stays as it is).
+    pub fn spawn_with_open_files(dir: &Path, config: &Path, soft: u64) -> HubProcess {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -Sn {soft} && exec \"$0\" \"$@\""))
+            .arg(hark_binary())
+            .arg("--config")
+            .arg(config)
+            .arg("run");
+        HubProcess::spawn_command(dir, command)
+    }
+
+    fn spawn_command(dir: &Path, mut command: Command) -> HubProcess {
         let log = dir.join("hark.log");
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&log)
             .unwrap();
-        let child = Command::new(hark_binary())
-            .arg("--config")
-            .arg(config)
-            .arg("run")
+        let child = command
             .env_remove("HARK_CONFIG")
             .current_dir(dir)
             .stdout(out.try_clone().unwrap())
@@ -385,6 +416,21 @@ impl HubProcess {
             .spawn()
             .unwrap();
         HubProcess { child, log }
+    }
+
+    /// The hub's process id (under qemu-user, the emulator's).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A line of `/proc/<pid>/status` (`VmHWM`, `VmRSS`, `Threads`) as a number.
+    pub fn proc_status(&self, key: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in /proc/{}/status", self.pid()))
     }
 
     /// `kill -9`: no draining, no goodbye.

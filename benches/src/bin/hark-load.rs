@@ -5,8 +5,12 @@
 //! cargo run --release -p hark-benches --bin hark-load -- \
 //!     [--broker embedded|mosquitto|external] [--port N] [--responder hub|echo|none] \
 //!     [--sats 1] [--inflight 1] [--seconds 5] [--intent system.cancel] \
-//!     [--skill dice|spin] [--expect ok|timeout] [--protocol native|hermes]
+//!     [--skill dice|spin] [--expect ok|timeout] [--protocol native|hermes] \
+//!     [--hub-toml TOML]
 //! ```
+//!
+//! `--hub-toml` adds tables to the hub's config, e.g. raised timer limits
+//! for a `timer.set` run: `--hub-toml $'[timers]\nmax_total = 1000000\n...'`.
 //!
 //! `--skill` installs a WebAssembly skill (the SDK's `dice`, or `spin`, an
 //! infinite loop) and runs the hub in the convenient tier; `--intent`
@@ -48,6 +52,7 @@ struct Options {
     expect: String,
     protocol: String,
     port: Option<u16>,
+    hub_toml: String,
 }
 
 fn parse_options() -> Options {
@@ -63,6 +68,7 @@ fn parse_options() -> Options {
         expect: "ok".into(),
         protocol: "native".into(),
         port: None,
+        hub_toml: String::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -99,6 +105,7 @@ fn parse_options() -> Options {
             }
             "--expect" => o.expect = value(),
             "--protocol" => o.protocol = value(),
+            "--hub-toml" => o.hub_toml = value(),
             "--port" => {
                 o.port = Some(
                     value()
@@ -133,7 +140,7 @@ fn usage(problem: &str) -> ! {
         "usage: hark-load [--broker embedded|mosquitto|external] [--port N] \
          [--responder hub|echo|none] [--sats N] \
          [--inflight K] [--seconds S] [--intent NAME] [--args JSON] [--skill dice|spin] \
-         [--expect ok|timeout] [--protocol native|hermes]"
+         [--expect ok|timeout] [--protocol native|hermes] [--hub-toml TOML]"
     );
     std::process::exit(2)
 }
@@ -297,7 +304,12 @@ fn install_skill(state: &std::path::Path, skill: &str) -> String {
     )
 }
 
-fn start_hub(broker_line: String, skill: Option<&str>, hermes: bool) -> std::path::PathBuf {
+fn start_hub(
+    broker_line: String,
+    skill: Option<&str>,
+    hermes: bool,
+    extra: &str,
+) -> std::path::PathBuf {
     let state = std::env::temp_dir().join(format!("hark-load-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
     let skill_toml = skill.map(|s| install_skill(&state, s)).unwrap_or_default();
@@ -313,7 +325,7 @@ fn start_hub(broker_line: String, skill: Option<&str>, hermes: bool) -> std::pat
         ""
     };
     let text = format!(
-        "{top}state_dir = \"{}\"\n[mqtt]\n{broker_line}\n[audio]\nbackend = \"null\"\n{tables}{hermes}",
+        "{top}state_dir = \"{}\"\n[mqtt]\n{broker_line}\n[audio]\nbackend = \"null\"\n{tables}{hermes}\n{extra}\n",
         state.display()
     );
     let config = hark_hub::Config::from_toml(&text, std::path::Path::new("load.toml")).unwrap();
@@ -531,10 +543,13 @@ fn main() {
                 format!("listen = \"127.0.0.1:{port}\""),
                 o.skill.as_deref(),
                 o.protocol == "hermes",
+                &o.hub_toml,
             ))
         }
         ("embedded", "echo" | "none") => {
-            hark_hub::broker::start(([127, 0, 0, 1], port).into(), 65536, None).unwrap();
+            let (_, open_files) = hark_hub::os::raise_open_files_limit().unwrap();
+            hark_hub::broker::start(([127, 0, 0, 1], port).into(), 65536, None, open_files)
+                .unwrap();
             if o.responder == "echo" {
                 start_echo(port);
             }
@@ -544,6 +559,7 @@ fn main() {
                 format!("url = \"mqtt://127.0.0.1:{port}\""),
                 o.skill.as_deref(),
                 o.protocol == "hermes",
+                &o.hub_toml,
             ))
         }
         (_, "echo") => start_echo(port),

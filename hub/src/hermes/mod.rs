@@ -30,11 +30,35 @@ use crate::events::{Event, Message};
 /// (files keep their own): small `playBytes`, and any satellite plays it.
 pub const SATELLITE_SAMPLE_RATE: u32 = 22_050;
 
-/// Largest `playBytes` WAV the hub sends: the embedded broker's packet limit
-/// for `max_payload` (max(32 x max_payload, 2 MiB), see `broker`), less room
-/// for the topic, so no broker the hub can start drops the hub for it.
+/// Largest `playBytes` WAV the hub sends: the packet limit for
+/// `max_payload` ([`crate::mqtt::packet_limit`]), less room for the topic,
+/// so no broker the hub can start drops the hub for it.
 pub fn play_bytes_limit(max_payload: usize) -> usize {
-    (max_payload * 32).max(2 * 1024 * 1024) - 4096
+    crate::mqtt::packet_limit(max_payload) - 4096
+}
+
+/// The site a Hermes message speaks for, to share the hub's request permits
+/// fairly among sites before the adapter reads the message in full:
+/// `siteId`, `"default"` when absent (as in rhasspy-hermes), and one shared
+/// key for payloads that are not JSON objects or too large to look into
+/// (the adapter refuses those).
+pub fn site_of(payload: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Site {
+        #[serde(rename = "siteId")]
+        site_id: Option<String>,
+    }
+    const LOOK_AT_MOST: usize = 1 << 20;
+    if payload.len() > LOOK_AT_MOST {
+        return "hermes:unreadable".into();
+    }
+    match serde_json::from_slice::<Site>(payload) {
+        Ok(Site {
+            site_id: Some(site),
+        }) => site,
+        Ok(Site { site_id: None }) => "default".into(),
+        Err(_) => "hermes:unreadable".into(),
+    }
 }
 
 /// A Hermes satellite's event as Hermes messages: `timer_finished` becomes
@@ -95,6 +119,17 @@ mod tests {
             );
             assert_eq!(event_message(&event), None, "{kind}");
         }
+    }
+
+    #[test]
+    fn the_site_is_read_for_fair_shares() {
+        assert_eq!(
+            site_of(br#"{"input":"x","siteId":"kitchen","slots":[]}"#),
+            "kitchen"
+        );
+        assert_eq!(site_of(br#"{"input":"x"}"#), "default");
+        assert_eq!(site_of(b"[1,2]"), "hermes:unreadable");
+        assert_eq!(site_of(b"\xff"), "hermes:unreadable");
     }
 
     #[test]

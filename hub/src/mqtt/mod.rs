@@ -9,11 +9,33 @@ use crate::config::MqttConfig;
 
 pub mod topics;
 
-/// Largest MQTT packet (protocol maximum). The hub reads whatever its broker
-/// delivers and answers oversized payloads itself; a lower client limit would
-/// drop the connection, and with a persistent session the broker would
-/// redeliver the same message forever.
+/// Largest MQTT packet (protocol maximum): what the hub may send.
 pub const MAX_PACKET: usize = 268_435_455;
+
+/// Largest packet the hub reads from its broker, and the embedded broker
+/// from a client: `mqtt.max_payload` with headroom (32 times, at least
+/// 2 MiB), so an intent somewhat over the limit still reaches the hub and is
+/// answered `payload_too_large` instead of silently costing the satellite its
+/// connection, while a 200 MiB packet is refused from its header, before a
+/// byte of it is buffered. A packet over this from an external broker drops
+/// the hub's connection; the hub then reconnects once with a clean session,
+/// so the broker forgets the packet instead of delivering it again forever.
+pub fn packet_limit(max_payload: usize) -> usize {
+    max_payload
+        .saturating_mul(32)
+        .clamp(2 * 1024 * 1024, MAX_PACKET)
+}
+
+/// The size of the packet a connection error refused as too large, if that
+/// is what it was.
+pub fn oversized_packet(e: &rumqttc::ConnectionError) -> Option<usize> {
+    match e {
+        rumqttc::ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+            rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(size),
+        )) => Some(*size),
+        _ => None,
+    }
+}
 
 /// Builds a client for `config` with `TCP_NODELAY` on (see the crate docs on
 /// delayed ACKs) and room for a burst of requests.
@@ -28,7 +50,7 @@ pub fn connect(
     options
         .set_keep_alive(Duration::from_secs(30))
         .set_clean_session(!persistent)
-        .set_max_packet_size(MAX_PACKET, MAX_PACKET)
+        .set_max_packet_size(packet_limit(config.max_payload), MAX_PACKET)
         .set_inflight(100);
     if let Some(creds) = &config.credentials {
         options.set_credentials(creds.username.clone(), creds.password.clone());
@@ -82,6 +104,13 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_packet_limit_leaves_headroom_over_max_payload() {
+        assert_eq!(packet_limit(65_536), 2 * 1024 * 1024);
+        assert_eq!(packet_limit(1 << 20), 32 << 20);
+        assert_eq!(packet_limit(16 << 20), MAX_PACKET);
+    }
 
     #[test]
     fn backoff_doubles_to_a_ceiling_and_resets() {

@@ -1,0 +1,96 @@
+//! The text log's field formatter: like tracing-subscriber's default, but
+//! every control character in a field or message is escaped, so text that
+//! came from outside (a skill's `log`, a satellite's intent name) cannot
+//! start a line of its own and pass for one the hub wrote. The JSON format
+//! escapes by construction and does not need this.
+
+use std::fmt::{self, Write as _};
+
+use tracing_subscriber::field::MakeExt;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::{Writer, debug_fn};
+
+/// Fields as `message key=value ...`, control characters escaped.
+pub fn text_fields() -> impl for<'w> FormatFields<'w> + Send + Sync + 'static {
+    debug_fn(
+        |w: &mut Writer<'_>, field: &tracing::field::Field, value: &dyn fmt::Debug| {
+            let name = field.name();
+            if name != "message" {
+                write!(w, "{}=", name.strip_prefix("r#").unwrap_or(name))?;
+            }
+            write!(Escaped(w), "{value:?}")
+        },
+    )
+    .delimited(" ")
+}
+
+/// Writes through to `W`, escaping control characters (`\n` as `\\n`,
+/// others as `\\u{..}`).
+struct Escaped<'a, W>(&'a mut W);
+
+impl<W: fmt::Write> fmt::Write for Escaped<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut rest = s;
+        while let Some(at) = rest.find(char::is_control) {
+            self.0.write_str(&rest[..at])?;
+            let c = rest[at..].chars().next().expect("found a char here");
+            match c {
+                '\n' => self.0.write_str("\\n")?,
+                '\r' => self.0.write_str("\\r")?,
+                '\t' => self.0.write_str("\\t")?,
+                c => write!(self.0, "\\u{{{:x}}}", c as u32)?,
+            }
+            rest = &rest[at + c.len_utf8()..];
+        }
+        self.0.write_str(rest)
+    }
+}
+
+/// Formats `fields` as the text log would (for tests).
+#[cfg(test)]
+fn render(fields: impl tracing_subscriber::field::RecordFields) -> String {
+    let mut out = String::new();
+    text_fields()
+        .format_fields(Writer::new(&mut out), fields)
+        .unwrap();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_never_reach_the_log_raw() {
+        let mut s = String::new();
+        write!(Escaped(&mut s), "a\nINFO forged\r\x1b[31m\tb é").unwrap();
+        assert_eq!(s, "a\\nINFO forged\\r\\u{1b}[31m\\tb é");
+    }
+
+    #[test]
+    fn an_event_with_a_newline_in_its_message_stays_on_one_line() {
+        use std::sync::{Arc, Mutex};
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        struct Capture(Arc<Mutex<Vec<String>>>);
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
+            fn on_event(
+                &self,
+                event: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                self.0.lock().unwrap().push(render(event));
+            }
+        }
+        use tracing_subscriber::layer::SubscriberExt;
+        let subscriber = tracing_subscriber::registry().with(Capture(lines.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            let text = "hi\n2026-01-01T00:00:00Z ERROR hark: forged";
+            tracing::warn!(skill = %"evil\nx", "{text}");
+        });
+        let lines = lines.lock().unwrap();
+        assert_eq!(
+            lines[0],
+            "hi\\n2026-01-01T00:00:00Z ERROR hark: forged skill=evil\\nx"
+        );
+    }
+}

@@ -1,0 +1,588 @@
+//! Timers: a pure table ([`table`]), its files ([`store`]), and the service
+//! that changes them, keeps them on disk and rings them when they come due
+//! ([`TimerService`]).
+//!
+//! Timers are kept in wall-clock milliseconds so they survive a restart, and
+//! a timer that came due while the hub was down rings at start, marked late.
+//! A change is made in memory at once and written by the service's own
+//! thread, which appends it to the journal and fsyncs, many changes to one
+//! fsync when they come together; whoever made the change waits for that
+//! ([`Ticket`]) before answering, so every timer a reply speaks of is on
+//! disk, and no change costs the hub's loop a disk write. Events about a
+//! change (`timer_started`, `timer_cancelled`) go out once it is on disk; a
+//! change that cannot be written is undone and its request told so.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hark_skills_builtin::TimerView;
+use hark_skills_builtin::duration::speak_duration;
+use serde_json::json;
+use tokio::sync::{Notify, watch};
+
+use crate::audit::{self, Audit};
+use crate::events::{Event, Outbox, Protocol};
+
+pub mod store;
+pub mod table;
+
+pub use store::TimerStoreError;
+pub use table::{Saved, Timer, TimerError, TimerLimits, TimerTable};
+
+use store::{Change, Files};
+
+/// A timer ringing this much after its due time is announced as late (so is
+/// any timer that came due while the hub was down).
+pub const LATE_AFTER_MS: u64 = 2_000;
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The timers saved in `state_dir` (snapshot and journal), as the next start
+/// of the hub will read them.
+pub fn saved(state_dir: &Path) -> Result<Saved, TimerStoreError> {
+    store::load(state_dir).map(|table| table.saved())
+}
+
+/// What the service does when a timer rings, besides the event: the hub
+/// plays its alarm.
+pub trait Ringer: Send + Sync {
+    fn ring(&self, timer: &Timer);
+}
+
+/// A change waiting to be on disk; [`TimerService::settled`] says when it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ticket(u64);
+
+/// What a queued change did, to announce it once written or undo it if not.
+#[derive(Debug)]
+enum Done {
+    Started(Timer),
+    Cancelled(Timer),
+    /// A timer that rang and was forgotten: nothing to announce, nothing to
+    /// undo (it may ring again after a restart, which beats never).
+    Rang,
+}
+
+/// Changes made in memory and not yet written.
+#[derive(Debug, Default)]
+struct Queue {
+    lines: Vec<u8>,
+    done: Vec<Done>,
+    /// Ticket of the newest queued change.
+    queued: u64,
+    /// Every change up to this one is written, or failed.
+    settled: u64,
+    /// Recent failed ranges of tickets, with why (a few are kept).
+    failed: VecDeque<(u64, u64, String)>,
+    stop: bool,
+}
+
+const FAILURES_KEPT: usize = 16;
+
+struct Inner {
+    table: Mutex<TimerTable>,
+    queue: Mutex<Queue>,
+    /// Wakes the writer.
+    work: Condvar,
+    /// Wakes blocking waiters (skill workers).
+    written: Condvar,
+    /// Tells async waiters how far changes are settled.
+    settled_tx: watch::Sender<u64>,
+    outbox: Outbox,
+}
+
+impl Inner {
+    fn table(&self) -> MutexGuard<'_, TimerTable> {
+        // Every change is a few map operations that cannot fail halfway, so
+        // a poisoned lock still guards a good table.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues one change for the writer (the table lock is held by the
+    /// caller, so changes are queued in the order they were made).
+    fn push(&self, change: &Change, done: Done) -> Ticket {
+        let mut queue = self.queue();
+        queue.lines.extend(change.line());
+        queue.done.push(done);
+        queue.queued += 1;
+        let ticket = Ticket(queue.queued);
+        drop(queue);
+        self.work.notify_one();
+        ticket
+    }
+
+    fn outcome(&self, queue: &Queue, ticket: Ticket) -> Result<(), TimerStoreError> {
+        match queue
+            .failed
+            .iter()
+            .find(|(from, to, _)| (*from..=*to).contains(&ticket.0))
+        {
+            None => Ok(()),
+            Some((_, _, why)) => Err(TimerStoreError::Write {
+                path: store::JOURNAL.into(),
+                source: std::io::Error::other(why.clone()),
+            }),
+        }
+    }
+}
+
+/// Owns the table, its files, the writer thread and the ringing.
+pub struct TimerService {
+    inner: Arc<Inner>,
+    limits: TimerLimits,
+    wake: Notify,
+    ringer: Box<dyn Ringer>,
+    audit: Arc<Audit>,
+    /// When this hub started: a timer due before then came due while it was down.
+    started_ms: u64,
+}
+
+impl std::fmt::Debug for TimerService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimerService")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TimerService {
+    /// Loads the timers of `state_dir`, folds the journal into a fresh
+    /// snapshot, and starts the writer thread.
+    pub fn open(
+        state_dir: &Path,
+        limits: TimerLimits,
+        outbox: Outbox,
+        ringer: Box<dyn Ringer>,
+        audit: Arc<Audit>,
+    ) -> Result<Arc<TimerService>, TimerStoreError> {
+        let table = store::load(state_dir)?;
+        let files = Files::create(state_dir, &table)?;
+        let (settled_tx, _) = watch::channel(0);
+        let inner = Arc::new(Inner {
+            table: Mutex::new(table),
+            queue: Mutex::default(),
+            work: Condvar::new(),
+            written: Condvar::new(),
+            settled_tx,
+            outbox,
+        });
+        let writer = inner.clone();
+        std::thread::Builder::new()
+            .name("hark-timers".into())
+            .stack_size(256 * 1024)
+            .spawn(move || write_changes(&writer, files))
+            .map_err(|source| TimerStoreError::Write {
+                path: state_dir.join(store::JOURNAL),
+                source,
+            })?;
+        Ok(Arc::new(TimerService {
+            inner,
+            limits,
+            wake: Notify::new(),
+            ringer,
+            audit,
+            started_ms: now_ms(),
+        }))
+    }
+
+    pub fn limits(&self) -> TimerLimits {
+        self.limits
+    }
+
+    /// Starts a timer in memory and queues it for the disk; await
+    /// [`TimerService::settled`] with the ticket before speaking of it.
+    pub fn begin_start(
+        &self,
+        satellite: &str,
+        protocol: Protocol,
+        label: Option<&str>,
+        duration: Duration,
+    ) -> Result<(Timer, Ticket), TimerError> {
+        let mut table = self.inner.table();
+        let timer = table.start(satellite, protocol, label, duration, now_ms(), &self.limits)?;
+        let ticket = self
+            .inner
+            .push(&Change::Set(timer.clone()), Done::Started(timer.clone()));
+        drop(table);
+        self.wake.notify_one();
+        Ok((timer, ticket))
+    }
+
+    /// Starts a timer and waits, blocking the thread, until it is on disk:
+    /// for skill workers, which run off the hub's loop.
+    pub fn start(
+        &self,
+        satellite: &str,
+        protocol: Protocol,
+        label: Option<&str>,
+        duration: Duration,
+    ) -> Result<Timer, StartError> {
+        let (timer, ticket) = self.begin_start(satellite, protocol, label, duration)?;
+        self.settled_blocking(ticket)?;
+        Ok(timer)
+    }
+
+    /// Cancels the satellite's timers with these ids in memory and queues
+    /// that for the disk (no ticket when none was cancelled).
+    pub fn begin_cancel(&self, satellite: &str, ids: &[String]) -> (Vec<Timer>, Option<Ticket>) {
+        let mut table = self.inner.table();
+        let gone = table.cancel(satellite, ids);
+        let mut ticket = None;
+        for timer in &gone {
+            ticket = Some(self.inner.push(
+                &Change::Remove(timer.id.clone()),
+                Done::Cancelled(timer.clone()),
+            ));
+        }
+        drop(table);
+        self.wake.notify_one();
+        (gone, ticket)
+    }
+
+    /// [`TimerService::begin_cancel`], then waits (blocking) until it is on disk.
+    pub fn cancel(&self, satellite: &str, ids: &[String]) -> Result<Vec<Timer>, TimerStoreError> {
+        let (gone, ticket) = self.begin_cancel(satellite, ids);
+        if let Some(ticket) = ticket {
+            self.settled_blocking(ticket)?;
+        }
+        Ok(gone)
+    }
+
+    /// Waits until the change of `ticket` (and every one before it) is on
+    /// disk, or was undone because it could not be written.
+    pub async fn settled(&self, ticket: Ticket) -> Result<(), TimerStoreError> {
+        let mut rx = self.inner.settled_tx.subscribe();
+        // The sender lives in `inner`, as long as `self`: this cannot fail.
+        let _ = rx.wait_for(|settled| *settled >= ticket.0).await;
+        self.inner.outcome(&self.inner.queue(), ticket)
+    }
+
+    /// [`TimerService::settled`], blocking the thread.
+    pub fn settled_blocking(&self, ticket: Ticket) -> Result<(), TimerStoreError> {
+        let mut queue = self.inner.queue();
+        while queue.settled < ticket.0 {
+            queue = self
+                .inner
+                .written
+                .wait(queue)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        self.inner.outcome(&queue, ticket)
+    }
+
+    /// Waits (blocking, at most `limit`) until every queued change is
+    /// written: at shutdown.
+    pub fn flush(&self, limit: Duration) {
+        let queue = self.inner.queue();
+        let target = queue.queued;
+        let (_queue, timeout) = self
+            .inner
+            .written
+            .wait_timeout_while(queue, limit, |q| q.settled < target)
+            .unwrap_or_else(|e| e.into_inner());
+        if timeout.timed_out() {
+            tracing::warn!("timer changes not yet on disk at shutdown");
+        }
+    }
+
+    pub fn of_satellite(&self, satellite: &str) -> Vec<TimerView> {
+        let now = now_ms();
+        self.inner
+            .table()
+            .of_satellite(satellite)
+            .into_iter()
+            .map(|t| t.view(now))
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.table().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner.table().is_empty()
+    }
+
+    /// Rings timers as they come due, until the task is dropped. Timers that
+    /// came due while the hub was down ring at once, marked late.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            let now = now_ms();
+            let due = self.inner.table().due(now);
+            for timer in due {
+                self.fire(&timer, now);
+            }
+            let next = self.inner.table().next_due_ms();
+            let notified = self.wake.notified();
+            match next {
+                Some(due) => {
+                    let wait = Duration::from_millis(due.saturating_sub(now_ms()));
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = notified => {}
+                    }
+                }
+                None => notified.await,
+            }
+        }
+    }
+
+    fn fire(&self, timer: &Timer, now: u64) {
+        // Ring first, forget second: a crash in between rings it twice after
+        // restart, which beats never.
+        let mut event = timer_event("timer_finished", timer, now);
+        let late_ms = now.saturating_sub(timer.due_ms);
+        if timer.due_ms < self.started_ms || late_ms >= LATE_AFTER_MS {
+            event["late"] = json!(true);
+            event["late_s"] = json!(late_ms / 1000);
+        }
+        tracing::info!(timer = %timer.id, satellite = %timer.satellite, late_ms, "timer finished");
+        self.audit.record(&audit::Record {
+            kind: audit::Kind::Timer,
+            satellite: Some(timer.satellite.clone()),
+            skill: Some("timer.set".into()),
+            status: Some("finished".into()),
+            message: Some(format!(
+                "timer {} finished {} ms after its due time",
+                timer.id, late_ms
+            )),
+            ..Default::default()
+        });
+        self.inner
+            .outbox
+            .event(Event::new(&timer.satellite, timer.protocol, event));
+        self.ringer.ring(timer);
+        let mut table = self.inner.table();
+        if table.remove(&timer.id).is_some() {
+            self.inner
+                .push(&Change::Remove(timer.id.clone()), Done::Rang);
+        }
+    }
+}
+
+impl Drop for TimerService {
+    fn drop(&mut self) {
+        self.inner.queue().stop = true;
+        self.inner.work.notify_one();
+    }
+}
+
+/// The writer thread: takes every queued change, appends them with one
+/// fsync, announces or undoes them, and folds the journal into the snapshot
+/// when it has grown. Ends when the service is dropped and the queue is empty.
+fn write_changes(inner: &Inner, mut files: Files) {
+    let mut failing = false;
+    loop {
+        let (lines, done, upto) = {
+            let mut queue = inner.queue();
+            while queue.lines.is_empty() && !queue.stop {
+                queue = inner.work.wait(queue).unwrap_or_else(|e| e.into_inner());
+            }
+            if queue.lines.is_empty() {
+                return;
+            }
+            let lines = std::mem::take(&mut queue.lines);
+            let done = std::mem::take(&mut queue.done);
+            (lines, done, queue.queued)
+        };
+        let first = upto + 1 - done.len() as u64;
+        match files.append(&lines) {
+            Ok(()) => {
+                if failing {
+                    tracing::info!("timer changes are written again");
+                    failing = false;
+                }
+                for done in done {
+                    let (kind, timer) = match done {
+                        Done::Started(timer) => ("timer_started", timer),
+                        Done::Cancelled(timer) => ("timer_cancelled", timer),
+                        Done::Rang => continue,
+                    };
+                    inner.outbox.event(Event::new(
+                        &timer.satellite,
+                        timer.protocol,
+                        timer_event(kind, &timer, now_ms()),
+                    ));
+                }
+                inner.queue().settled = upto;
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::error!("{e}; timer changes are undone until it can be written");
+                    failing = true;
+                }
+                let mut table = inner.table();
+                for done in done.into_iter().rev() {
+                    match done {
+                        Done::Started(timer) => {
+                            table.remove(&timer.id);
+                        }
+                        Done::Cancelled(timer) => table.insert(timer),
+                        Done::Rang => {}
+                    }
+                }
+                drop(table);
+                let mut queue = inner.queue();
+                queue.failed.push_back((first, upto, e.to_string()));
+                if queue.failed.len() > FAILURES_KEPT {
+                    queue.failed.pop_front();
+                }
+                queue.settled = upto;
+            }
+        }
+        inner.written.notify_all();
+        inner.settled_tx.send_replace(upto);
+        if files.wants_compaction() {
+            // The table may hold changes not yet appended; they are in the
+            // snapshot and will be replayed on it, which is harmless.
+            let saved = inner.table().saved();
+            if let Err(e) = files.compact(&saved) {
+                tracing::error!("cannot fold the timer journal into its snapshot: {e}");
+                files.postpone_compaction();
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Timer(#[from] TimerError),
+    #[error(transparent)]
+    Store(#[from] TimerStoreError),
+}
+
+/// The payload of a timer event (same facts as Wyoming's timer events).
+pub fn timer_event(kind: &str, timer: &Timer, now: u64) -> serde_json::Value {
+    json!({
+        "event": kind,
+        "timer_id": timer.id,
+        "label": timer.label,
+        "total_s": timer.total_ms.div_ceil(1000),
+        "remaining_s": timer.due_ms.saturating_sub(now).div_ceil(1000),
+        "speech": timer_speech(kind, timer),
+    })
+}
+
+/// What a satellite can say about the event.
+fn timer_speech(kind: &str, timer: &Timer) -> String {
+    let name = match &timer.label {
+        Some(label) => format!("{label} timer"),
+        None => format!(
+            "timer for {}",
+            speak_duration(Duration::from_millis(timer.total_ms))
+        ),
+    };
+    match kind {
+        "timer_finished" => format!("Your {name} is done."),
+        "timer_cancelled" => format!("Your {name} is cancelled."),
+        _ => format!("Your {name} is running."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::AuditLog;
+    use crate::mqtt::topics::Topics;
+
+    struct Silent;
+    impl Ringer for Silent {
+        fn ring(&self, _: &Timer) {}
+    }
+
+    fn service(
+        dir: &Path,
+    ) -> (
+        Arc<TimerService>,
+        tokio::sync::mpsc::Receiver<crate::events::Message>,
+    ) {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).unwrap();
+        let (outbox, rx) = Outbox::channel(Topics::new("hark"), 4096);
+        let audit = Audit::new(AuditLog::open(&dir.join("audit.jsonl")).unwrap());
+        let limits = TimerLimits {
+            per_satellite: 4,
+            satellites: 1000,
+            total: 1000,
+        };
+        let service = TimerService::open(dir, limits, outbox, Box::new(Silent), audit).unwrap();
+        (service, rx)
+    }
+
+    #[tokio::test]
+    async fn many_changes_at_once_all_settle_and_survive_a_reopen() {
+        let dir = std::env::temp_dir().join(format!("hark-timers-many-{}", std::process::id()));
+        let (timers, mut events) = service(&dir);
+        let mut tasks = Vec::new();
+        for n in 0..200 {
+            let timers = timers.clone();
+            tasks.push(tokio::spawn(async move {
+                let (timer, ticket) = timers
+                    .begin_start(
+                        &format!("sat-{n}"),
+                        Protocol::Native,
+                        None,
+                        Duration::from_secs(600),
+                    )
+                    .unwrap();
+                timers.settled(ticket).await.unwrap();
+                timer
+            }));
+        }
+        let mut started = Vec::new();
+        for task in tasks {
+            started.push(
+                tokio::time::timeout(Duration::from_secs(10), task)
+                    .await
+                    .expect("every change settles")
+                    .unwrap(),
+            );
+        }
+        let mut announced = 0;
+        while let Ok(message) = events.try_recv() {
+            assert!(String::from_utf8_lossy(&message.payload).contains("timer_started"));
+            announced += 1;
+        }
+        assert_eq!(announced, 200, "each start is announced once it is on disk");
+        let (gone, ticket) = timers.begin_cancel("sat-7", &[started[7].id.clone()]);
+        assert_eq!(gone.len(), 1);
+        timers.settled(ticket.unwrap()).await.unwrap();
+        drop(timers);
+        let saved = saved(&dir).unwrap();
+        assert_eq!(saved.timers.len(), 199);
+        assert!(!saved.timers.contains_key(&started[7].id));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn events_carry_the_wyoming_facts() {
+        let timer = Timer {
+            id: "t-3".into(),
+            satellite: "kitchen".into(),
+            protocol: Protocol::Native,
+            label: Some("pasta".into()),
+            total_ms: 300_000,
+            due_ms: 400_000,
+        };
+        let e = timer_event("timer_started", &timer, 100_000);
+        assert_eq!(e["timer_id"], "t-3");
+        assert_eq!(e["total_s"], 300);
+        assert_eq!(e["remaining_s"], 300);
+        assert_eq!(
+            timer_event("timer_finished", &timer, 400_000)["speech"],
+            "Your pasta timer is done."
+        );
+    }
+}
