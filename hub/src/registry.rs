@@ -16,48 +16,9 @@ use serde_json::{Value, json};
 use crate::config::Config;
 use crate::policy::{self, Action, Decision, Signature, SkillKind, Subject};
 
-/// A compiled JSON Schema (draft 7) for one skill's `args`.
-#[derive(Debug, Clone)]
-pub struct ArgsSchema {
-    schema: Value,
-}
+mod schema;
 
-impl ArgsSchema {
-    /// Checks the schema against the draft-7 metaschema; the error lists every
-    /// problem with its place in the schema.
-    pub fn compile(schema: Value) -> Result<ArgsSchema, String> {
-        let config = jsonschema_valid::Config::from_schema(
-            &schema,
-            Some(jsonschema_valid::schemas::Draft::Draft7),
-        )
-        .map_err(|e| e.msg.clone())?;
-        if let Err(errors) = config.validate_schema() {
-            let problems: Vec<String> = errors
-                .map(|e| format!("{} at {}", e.msg, pointer(&e.instance_path)))
-                .collect();
-            return Err(problems.join("; "));
-        }
-        drop(config);
-        Ok(ArgsSchema { schema })
-    }
-
-    /// Every violation of `args`, each with its JSON pointer into the request.
-    pub fn validate(&self, args: &Value) -> Result<(), Vec<Violation>> {
-        let config = jsonschema_valid::Config::from_schema(
-            &self.schema,
-            Some(jsonschema_valid::schemas::Draft::Draft7),
-        )
-        .expect("schema compiled at load");
-        match config.validate(args) {
-            Ok(()) => Ok(()),
-            Err(errors) => Err(errors.flat_map(explain).collect()),
-        }
-    }
-
-    pub fn schema(&self) -> &Value {
-        &self.schema
-    }
-}
+pub use schema::ArgsSchema;
 
 /// Turns one jsonschema-valid error into violations a person can act on:
 /// "Invalid type." gains what was expected and what came, and one
