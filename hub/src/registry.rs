@@ -14,6 +14,7 @@ use hark_skills_builtin::BuiltinSkill;
 use serde_json::{Value, json};
 
 use crate::config::Config;
+use crate::loader::Compiled;
 use crate::policy::{self, Action, Decision, Signature, SkillKind, Subject};
 
 mod schema;
@@ -221,13 +222,36 @@ impl Registry {
         engine: &wasmi::Engine,
         fuel_per_ms: u64,
     ) -> Result<Registry, LoadError> {
+        Registry::load_reusing(config, engine, fuel_per_ms, &Compiled::new()).map(|(r, _)| r)
+    }
+
+    /// Like [`Registry::load`], reusing the modules in `compiled` (see
+    /// [`Registry::compiled`]) whose sha256 did not change. Also returns the
+    /// names of the skills whose module was kept.
+    pub fn load_reusing(
+        config: &Config,
+        engine: &wasmi::Engine,
+        fuel_per_ms: u64,
+        compiled: &Compiled,
+    ) -> Result<(Registry, Vec<String>), LoadError> {
         let mut registry = Registry::with_builtins(config)?;
-        let scan = crate::loader::scan(config, engine, fuel_per_ms);
+        let scan = crate::loader::scan_reusing(config, engine, fuel_per_ms, compiled);
         for skill in scan.skills {
             registry.insert(skill);
         }
         registry.broken = scan.broken;
-        Ok(registry)
+        Ok((registry, scan.kept))
+    }
+
+    /// The compiled modules of this registry's WebAssembly skills, by sha256.
+    pub fn compiled(&self) -> Compiled {
+        self.skills
+            .values()
+            .filter_map(|s| match &s.runner {
+                Runner::Wasm(w) => Some((w.info.manifest.sha256.clone()?, w.module.clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     /// This registry with a reload applied atomically per skill: a skill
