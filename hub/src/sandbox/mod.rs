@@ -284,14 +284,13 @@ impl Shape {
 pub fn check_shape(bytes: &[u8]) -> Result<Shape, Vec<String>> {
     let shape = Shape::of(bytes)
         .map_err(|e| vec![format!("is not a WebAssembly module the hub accepts: {e}")])?;
-    let problems = shape.problems();
-    if problems.is_empty() {
-        Ok(shape)
-    } else {
-        Err(problems
-            .into_iter()
-            .map(|p| format!("{p} (refused before compiling)"))
-            .collect())
+    let mut problems = shape.problems();
+    match problems.last_mut() {
+        None => Ok(shape),
+        Some(last) => {
+            last.push_str(" (refused before compiling)");
+            Err(problems)
+        }
     }
 }
 
