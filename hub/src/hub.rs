@@ -310,6 +310,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             config: config.clone(),
             engine,
             fuel_per_ms,
+            running: Arc::default(),
         },
     };
     server.serve(eventloop, shutdown).await;
@@ -403,34 +404,68 @@ struct Reload {
     config: Config,
     engine: wasmi::Engine,
     fuel_per_ms: u64,
+    /// Held by the reload that runs; another SIGHUP's reload waits for it.
+    running: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Server {
     /// Loads `skills.dir` again and swaps the registry in one step; a skill
-    /// whose new version fails keeps serving its old one.
+    /// whose new version fails keeps serving its old one, and a module whose
+    /// sha256 did not change keeps its compiled code.
+    ///
+    /// Returns at once: the reload runs in a task of its own and compiles on
+    /// a blocking thread, so the loop goes on serving meanwhile (compiling
+    /// takes up to seconds on a slow board). Reloads run one at a time.
     async fn reload(&self) {
-        let started = Instant::now();
-        let fresh = match Registry::load(
-            &self.reload.config,
-            &self.reload.engine,
+        let dispatcher = self.dispatcher.clone();
+        let (config, engine, fuel_per_ms) = (
+            self.reload.config.clone(),
+            self.reload.engine.clone(),
             self.reload.fuel_per_ms,
-        ) {
-            Ok(fresh) => fresh,
-            Err(e) => {
-                tracing::error!("reload failed, keeping every skill as it was: {e}");
-                return;
-            }
-        };
-        let (registry, notes) = self.dispatcher.registry().reloaded(fresh);
-        audit_registry(&self.dispatcher, &registry, &notes);
-        let count = registry.len();
-        self.dispatcher.replace_registry(registry);
-        tracing::info!(
-            skills = count,
-            took_ms = started.elapsed().as_millis() as u64,
-            "skills reloaded"
         );
-        self.publish_status(true).await;
+        let running = self.reload.running.clone();
+        let (outbox, status_topic) = (self.outbox.clone(), self.topics.status());
+        let (tier, started) = (self.tier, self.started);
+        tokio::spawn(async move {
+            let _one_at_a_time = running.lock_owned().await;
+            let begun = Instant::now();
+            let compiled = dispatcher.registry().compiled();
+            let load = tokio::task::spawn_blocking(move || {
+                Registry::load_reusing(&config, &engine, fuel_per_ms, &compiled)
+            });
+            let loaded = match load.await {
+                Ok(loaded) => loaded.map_err(|e| e.to_string()),
+                Err(e) => Err(format!("the loading thread failed: {e}")),
+            };
+            let (fresh, kept) = match loaded {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    tracing::error!("reload failed, keeping every skill as it was: {e}");
+                    return;
+                }
+            };
+            for skill in &kept {
+                tracing::debug!(skill, "kept compiled module: its sha256 did not change");
+            }
+            let (registry, notes) = dispatcher.registry().reloaded(fresh);
+            audit_registry(&dispatcher, &registry, &notes);
+            let count = registry.len();
+            dispatcher.replace_registry(registry);
+            tracing::info!(
+                skills = count,
+                kept_compiled = kept.len(),
+                took_ms = begun.elapsed().as_millis() as u64,
+                "skills reloaded"
+            );
+            let payload = status_payload(&dispatcher, tier, started, true);
+            outbox
+                .send(Message {
+                    topic: status_topic,
+                    payload: payload.to_string().into_bytes(),
+                    retain: true,
+                })
+                .await;
+        });
     }
 
     async fn serve(&self, mut eventloop: rumqttc::EventLoop, shutdown: impl Future<Output = ()>) {

@@ -6,7 +6,13 @@
 //! only tighten, the signature, and the module itself (imports covered by
 //! permissions, exports, memory, no start function). A skill the tier
 //! refuses is still read and listed, but never compiled.
+//!
+//! Compiling is the costly part (bounded by [`sandbox::check_shape`]), and
+//! wasmi keeps a module's compiled code in the engine for the engine's life.
+//! So a reload passes the modules it already has ([`Compiled`]): one whose
+//! sha256 did not change is kept and only checked again against its manifest.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,15 +30,32 @@ use crate::sandbox::{self, CallLimits, WasmSkill};
 /// Largest `manifest.json` read.
 const MAX_MANIFEST_BYTES: u64 = 256 * 1024;
 
+/// Compiled modules by the sha256 (hex) of their bytes, for a reload to reuse.
+pub type Compiled = HashMap<String, wasmi::Module>;
+
 /// What a scan of `skills.dir` found.
 #[derive(Debug, Default)]
 pub struct Scan {
     pub skills: Vec<Skill>,
     pub broken: Vec<LoadError>,
+    /// Skills whose compiled module was reused rather than compiled again.
+    pub kept: Vec<String>,
 }
 
-/// Reads every skill folder. A missing `skills.dir` is an empty scan.
+/// Reads every skill folder, compiling every module. A missing `skills.dir`
+/// is an empty scan.
 pub fn scan(config: &Config, engine: &wasmi::Engine, fuel_per_ms: u64) -> Scan {
+    scan_reusing(config, engine, fuel_per_ms, &Compiled::new())
+}
+
+/// Like [`scan`], reusing the modules in `compiled` (compiled by `engine`)
+/// whose sha256 a skill's module still has.
+pub fn scan_reusing(
+    config: &Config,
+    engine: &wasmi::Engine,
+    fuel_per_ms: u64,
+    compiled: &Compiled,
+) -> Scan {
     let mut scan = Scan::default();
     let entries = match std::fs::read_dir(&config.skills.dir) {
         Ok(entries) => entries,
@@ -56,8 +79,13 @@ pub fn scan(config: &Config, engine: &wasmi::Engine, fuel_per_ms: u64) -> Scan {
         .collect();
     dirs.sort();
     for dir in dirs {
-        match load(&dir, config, engine, fuel_per_ms) {
-            Ok(skill) => scan.skills.push(skill),
+        match load_reusing(&dir, config, engine, fuel_per_ms, compiled) {
+            Ok((skill, kept)) => {
+                if kept {
+                    scan.kept.push(skill.manifest.name.clone());
+                }
+                scan.skills.push(skill);
+            }
             Err(e) => scan.broken.push(e),
         }
     }
@@ -71,6 +99,18 @@ pub fn load(
     engine: &wasmi::Engine,
     fuel_per_ms: u64,
 ) -> Result<Skill, LoadError> {
+    load_reusing(dir, config, engine, fuel_per_ms, &Compiled::new()).map(|(skill, _)| skill)
+}
+
+/// Loads the skill in `dir`, taking its module from `compiled` when its
+/// sha256 is there; says whether it did.
+fn load_reusing(
+    dir: &Path,
+    config: &Config,
+    engine: &wasmi::Engine,
+    fuel_per_ms: u64,
+    compiled: &Compiled,
+) -> Result<(Skill, bool), LoadError> {
     let folder = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -155,6 +195,7 @@ pub fn load(
         Runner::Unavailable,
         config,
     )?;
+    let mut kept = false;
     if skill.enabled() {
         let limits = CallLimits::new(
             &skill.manifest,
@@ -162,18 +203,27 @@ pub fn load(
             config.skills.memory_mib,
             fuel_per_ms,
         );
-        let module = sandbox::compile(
-            engine,
-            &module_bytes,
-            &skill.permissions,
-            limits.memory_bytes,
-        )
-        .map_err(|p| {
+        let explain = |p: Vec<String>| {
             fail(format!(
                 "{module_name} {}",
                 p.join(&format!("; {module_name} "))
             ))
-        })?;
+        };
+        let module = match compiled.get(&actual) {
+            Some(module) => {
+                sandbox::check_module(module, &skill.permissions, limits.memory_bytes)
+                    .map_err(explain)?;
+                kept = true;
+                module.clone()
+            }
+            None => sandbox::compile(
+                engine,
+                &module_bytes,
+                &skill.permissions,
+                limits.memory_bytes,
+            )
+            .map_err(explain)?,
+        };
         let (manifest, signature, kv) = info_template;
         let info = SkillInfo {
             name: manifest.name.clone(),
@@ -189,7 +239,7 @@ pub fn load(
             limits,
         }));
     }
-    Ok(skill)
+    Ok((skill, kept))
 }
 
 fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, String> {
@@ -212,4 +262,104 @@ fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, String> {
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MODULE: &str = r#"(module
+        (import "hark" "kv_get" (func (param i32 i32 i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (func (export "hark_alloc") (param i32) (result i32) i32.const 0)
+        (func (export "hark_handle") (param i32 i32) (result i64) i64.const 0))"#;
+
+    struct Folder(PathBuf);
+
+    impl Folder {
+        fn new(name: &str) -> Folder {
+            let dir =
+                std::env::temp_dir().join(format!("hark-loader-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(dir.join("skills")).unwrap();
+            Folder(dir)
+        }
+
+        fn config(&self) -> Config {
+            let text = format!(
+                "tier = \"convenient\"\nstate_dir = \"{}\"\n[skills]\ndir = \"{}\"\nfuel_per_ms = 1000\n",
+                self.0.join("state").display(),
+                self.0.join("skills").display()
+            );
+            Config::from_toml(&text, Path::new("test.toml")).unwrap()
+        }
+
+        fn install(&self, name: &str, wat: &str, permissions: &[&str]) {
+            let module = wat::parse_str(wat).unwrap();
+            let dir = self.0.join("skills").join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            let manifest = serde_json::json!({
+                "name": name, "version": "1.0.0", "abi": 1, "entrypoint": "skill.wasm",
+                "sha256": hex(&Sha256::digest(&module)), "permissions": permissions,
+                "args_schema": {"type": "object"}
+            });
+            std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+            std::fs::write(dir.join("skill.wasm"), module).unwrap();
+        }
+    }
+
+    impl Drop for Folder {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn compiled(scan: &Scan) -> Compiled {
+        scan.skills
+            .iter()
+            .filter_map(|s| match &s.runner {
+                Runner::Wasm(w) => Some((s.manifest.sha256.clone()?, w.module.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_reload_keeps_the_compiled_module_of_an_unchanged_skill_only() {
+        let folder = Folder::new("keep");
+        folder.install("same", MODULE, &["kv"]);
+        folder.install("edited", MODULE, &["kv"]);
+        let (config, engine) = (folder.config(), sandbox::engine());
+        let first = scan(&config, &engine, 1000);
+        assert_eq!(first.skills.len(), 2, "{:?}", first.broken);
+        assert!(first.kept.is_empty());
+
+        // `edited` gets a new module (one more export, so another sha256).
+        let edited = MODULE.replace("i64.const 0))", "i64.const 0) (func (export \"extra\")))");
+        folder.install("edited", &edited, &["kv"]);
+        let second = scan_reusing(&config, &engine, 1000, &compiled(&first));
+        assert_eq!(second.skills.len(), 2, "{:?}", second.broken);
+        assert_eq!(second.kept, ["same"]);
+    }
+
+    #[test]
+    fn a_kept_module_is_checked_again_against_its_new_manifest() {
+        let folder = Folder::new("recheck");
+        folder.install("kv_user", MODULE, &["kv"]);
+        let (config, engine) = (folder.config(), sandbox::engine());
+        let first = scan(&config, &engine, 1000);
+        assert_eq!(first.skills.len(), 1, "{:?}", first.broken);
+
+        // Same module, but the manifest no longer declares the permission.
+        folder.install("kv_user", MODULE, &[]);
+        let second = scan_reusing(&config, &engine, 1000, &compiled(&first));
+        assert!(second.skills.is_empty());
+        assert!(
+            second.broken[0]
+                .problems
+                .contains("needs the permission kv"),
+            "{:?}",
+            second.broken
+        );
+    }
 }

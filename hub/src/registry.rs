@@ -14,50 +14,12 @@ use hark_skills_builtin::BuiltinSkill;
 use serde_json::{Value, json};
 
 use crate::config::Config;
+use crate::loader::Compiled;
 use crate::policy::{self, Action, Decision, Signature, SkillKind, Subject};
 
-/// A compiled JSON Schema (draft 7) for one skill's `args`.
-#[derive(Debug, Clone)]
-pub struct ArgsSchema {
-    schema: Value,
-}
+mod schema;
 
-impl ArgsSchema {
-    /// Checks the schema against the draft-7 metaschema; the error lists every
-    /// problem with its place in the schema.
-    pub fn compile(schema: Value) -> Result<ArgsSchema, String> {
-        let config = jsonschema_valid::Config::from_schema(
-            &schema,
-            Some(jsonschema_valid::schemas::Draft::Draft7),
-        )
-        .map_err(|e| e.msg.clone())?;
-        if let Err(errors) = config.validate_schema() {
-            let problems: Vec<String> = errors
-                .map(|e| format!("{} at {}", e.msg, pointer(&e.instance_path)))
-                .collect();
-            return Err(problems.join("; "));
-        }
-        drop(config);
-        Ok(ArgsSchema { schema })
-    }
-
-    /// Every violation of `args`, each with its JSON pointer into the request.
-    pub fn validate(&self, args: &Value) -> Result<(), Vec<Violation>> {
-        let config = jsonschema_valid::Config::from_schema(
-            &self.schema,
-            Some(jsonschema_valid::schemas::Draft::Draft7),
-        )
-        .expect("schema compiled at load");
-        match config.validate(args) {
-            Ok(()) => Ok(()),
-            Err(errors) => Err(errors.flat_map(explain).collect()),
-        }
-    }
-
-    pub fn schema(&self) -> &Value {
-        &self.schema
-    }
-}
+pub use schema::ArgsSchema;
 
 /// Turns one jsonschema-valid error into violations a person can act on:
 /// "Invalid type." gains what was expected and what came, and one
@@ -260,13 +222,36 @@ impl Registry {
         engine: &wasmi::Engine,
         fuel_per_ms: u64,
     ) -> Result<Registry, LoadError> {
+        Registry::load_reusing(config, engine, fuel_per_ms, &Compiled::new()).map(|(r, _)| r)
+    }
+
+    /// Like [`Registry::load`], reusing the modules in `compiled` (see
+    /// [`Registry::compiled`]) whose sha256 did not change. Also returns the
+    /// names of the skills whose module was kept.
+    pub fn load_reusing(
+        config: &Config,
+        engine: &wasmi::Engine,
+        fuel_per_ms: u64,
+        compiled: &Compiled,
+    ) -> Result<(Registry, Vec<String>), LoadError> {
         let mut registry = Registry::with_builtins(config)?;
-        let scan = crate::loader::scan(config, engine, fuel_per_ms);
+        let scan = crate::loader::scan_reusing(config, engine, fuel_per_ms, compiled);
         for skill in scan.skills {
             registry.insert(skill);
         }
         registry.broken = scan.broken;
-        Ok(registry)
+        Ok((registry, scan.kept))
+    }
+
+    /// The compiled modules of this registry's WebAssembly skills, by sha256.
+    pub fn compiled(&self) -> Compiled {
+        self.skills
+            .values()
+            .filter_map(|s| match &s.runner {
+                Runner::Wasm(w) => Some((w.info.manifest.sha256.clone()?, w.module.clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     /// This registry with a reload applied atomically per skill: a skill

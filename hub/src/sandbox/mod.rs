@@ -133,10 +133,31 @@ pub fn limits_problems(
     problems
 }
 
-/// Compiles `bytes` and checks it keeps ABI 1 and its manifest's word:
-/// only `hark` imports, each covered by a declared permission and of the
-/// right type; the three exports; a memory that fits the cap; no start
-/// function. Every problem found is listed.
+// The shape of a module, bounded before wasmi compiles it: compiling costs
+// memory per open block, per operator of the function being translated, and
+// per operator of the module (its compiled code stays). A module of nested
+// blocks within the 8 MiB file cap took 470 MB to compile; the heaviest
+// module within these limits we found (2 million `call`s) takes 58 MB peak
+// RSS on x86_64. The SDK's examples use at most 26 levels, 1,105 operators a
+// function, 21k operators, 322 functions, 14 locals a function, 606 locals.
+
+/// Deepest nesting of blocks, loops, ifs and trys in one function.
+pub const MAX_NESTING: u32 = 1_000;
+/// Most operators in one function (a `br_table` counts its targets).
+pub const MAX_FUNCTION_OPERATORS: u64 = 200_000;
+/// Most operators in the module.
+pub const MAX_MODULE_OPERATORS: u64 = 2_000_000;
+/// Most functions a module defines (wasmi's strict limits say the same).
+pub const MAX_FUNCTIONS: u32 = 10_000;
+/// Most locals one function declares (wasmparser alone allows 50,000).
+pub const MAX_FUNCTION_LOCALS: u64 = 10_000;
+/// Most locals all functions declare together.
+pub const MAX_MODULE_LOCALS: u64 = 500_000;
+
+/// Compiles `bytes` and checks it keeps ABI 1 and its manifest's word (see
+/// [`check_module`]). Before compiling, the module's shape is bounded
+/// ([`check_shape`]), so compiling cannot take unbounded memory or time.
+/// Every problem found is listed.
 pub fn compile(
     engine: &Engine,
     bytes: &[u8],
@@ -149,9 +170,140 @@ pub fn compile(
             bytes.len()
         )]);
     }
+    check_shape(bytes)?;
     let module = Module::new(engine, bytes).map_err(|e| vec![explain_compile_error(&e)])?;
-    let mut problems = Vec::new();
+    check_module(&module, permissions, memory_cap)?;
+    Ok(module)
+}
 
+/// What compiling a module will have to hold, read from its bytes in one
+/// pass that keeps nothing per operator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Shape {
+    pub functions: u32,
+    pub operators: u64,
+    pub locals: u64,
+    pub max_nesting: u32,
+    pub max_function_operators: u64,
+    pub max_function_locals: u64,
+}
+
+impl Shape {
+    /// Reads the shape of `bytes`; an error says where the module is malformed.
+    pub fn of(bytes: &[u8]) -> Result<Shape, String> {
+        use wasmparser::{Operator, Parser, Payload};
+        let mut shape = Shape::default();
+        for payload in Parser::new(0).parse_all(bytes) {
+            let body = match payload.map_err(|e| e.to_string())? {
+                Payload::CodeSectionEntry(body) => body,
+                _ => continue,
+            };
+            shape.functions = shape.functions.saturating_add(1);
+            let mut locals: u64 = 0;
+            let mut reader = body.get_locals_reader().map_err(|e| e.to_string())?;
+            for _ in 0..reader.get_count() {
+                let (count, _) = reader.read().map_err(|e| e.to_string())?;
+                locals = locals.saturating_add(u64::from(count));
+            }
+            let (mut operators, mut nesting, mut deepest) = (0u64, 0u32, 0u32);
+            let mut reader = body.get_operators_reader().map_err(|e| e.to_string())?;
+            while !reader.eof() {
+                operators += 1;
+                match reader.read().map_err(|e| e.to_string())? {
+                    Operator::Block { .. }
+                    | Operator::Loop { .. }
+                    | Operator::If { .. }
+                    | Operator::TryTable { .. }
+                    | Operator::Try { .. } => {
+                        nesting += 1;
+                        deepest = deepest.max(nesting);
+                    }
+                    Operator::End => nesting = nesting.saturating_sub(1),
+                    Operator::BrTable { targets } => {
+                        operators += u64::from(targets.len());
+                    }
+                    _ => {}
+                }
+            }
+            shape.operators = shape.operators.saturating_add(operators);
+            shape.locals = shape.locals.saturating_add(locals);
+            shape.max_nesting = shape.max_nesting.max(deepest);
+            shape.max_function_operators = shape.max_function_operators.max(operators);
+            shape.max_function_locals = shape.max_function_locals.max(locals);
+        }
+        Ok(shape)
+    }
+
+    /// Where this shape is beyond the hub's limits.
+    pub fn problems(&self) -> Vec<String> {
+        let checks = [
+            (
+                "nests blocks, loops and ifs",
+                u64::from(self.max_nesting),
+                "deep",
+                u64::from(MAX_NESTING),
+            ),
+            (
+                "has a function of",
+                self.max_function_operators,
+                "operators",
+                MAX_FUNCTION_OPERATORS,
+            ),
+            (
+                "has",
+                self.operators,
+                "operators in all",
+                MAX_MODULE_OPERATORS,
+            ),
+            (
+                "defines",
+                u64::from(self.functions),
+                "functions",
+                u64::from(MAX_FUNCTIONS),
+            ),
+            (
+                "has a function with",
+                self.max_function_locals,
+                "locals",
+                MAX_FUNCTION_LOCALS,
+            ),
+            ("declares", self.locals, "locals in all", MAX_MODULE_LOCALS),
+        ];
+        let mut problems = Vec::new();
+        for (before, value, after, limit) in checks {
+            if value > limit {
+                problems.push(format!("{before} {value} {after}; the limit is {limit}"));
+            }
+        }
+        problems
+    }
+}
+
+/// Refuses a module whose compilation would be unbounded: too deeply nested,
+/// too many operators, functions or locals (the `MAX_*` limits above).
+pub fn check_shape(bytes: &[u8]) -> Result<Shape, Vec<String>> {
+    let shape = Shape::of(bytes)
+        .map_err(|e| vec![format!("is not a WebAssembly module the hub accepts: {e}")])?;
+    let mut problems = shape.problems();
+    match problems.last_mut() {
+        None => Ok(shape),
+        Some(last) => {
+            last.push_str(" (refused before compiling)");
+            Err(problems)
+        }
+    }
+}
+
+/// Checks a compiled module keeps ABI 1 and its manifest's word: only `hark`
+/// imports, each covered by a declared permission and of the right type;
+/// the three exports; a memory that fits the cap. Cheap: a module kept
+/// across a reload is checked again against its (maybe new) manifest.
+pub fn check_module(
+    module: &Module,
+    permissions: &[Permission],
+    memory_cap: usize,
+) -> Result<(), Vec<String>> {
+    let mut problems = Vec::new();
     for import in module.imports() {
         let (module_name, name) = (import.module(), import.name());
         if module_name != abi::MODULE {
@@ -210,14 +362,14 @@ pub fn compile(
         )),
     }
     check_export(
-        &module,
+        module,
         abi::EXPORT_ALLOC,
         &[Ty::I32],
         &[Ty::I32],
         &mut problems,
     );
     check_export(
-        &module,
+        module,
         abi::EXPORT_HANDLE,
         &[Ty::I32, Ty::I32],
         &[Ty::I64],
@@ -225,7 +377,7 @@ pub fn compile(
     );
 
     if problems.is_empty() {
-        Ok(module)
+        Ok(())
     } else {
         Err(problems)
     }
@@ -395,5 +547,158 @@ mod tests {
         assert_eq!(typo.slice, MAX_SLICE);
         let pi = CallLimits::new(&m, Duration::from_millis(1500), 16, 50_000);
         assert_eq!(pi.slice, 250_000, "~5 ms of work on a slow board");
+    }
+
+    /// A module (binary, fast to build at any size) with the ABI's exports and
+    /// one extra `() -> ()` function per body (raw code, without its final `end`).
+    fn with_bodies(bodies: &[Vec<u8>], locals: u32) -> Vec<u8> {
+        fn leb(mut n: u64, out: &mut Vec<u8>) {
+            loop {
+                let byte = (n & 0x7f) as u8;
+                n >>= 7;
+                if n == 0 {
+                    out.push(byte);
+                    return;
+                }
+                out.push(byte | 0x80);
+            }
+        }
+        fn section(id: u8, payload: &[u8], out: &mut Vec<u8>) {
+            out.push(id);
+            leb(payload.len() as u64, out);
+            out.extend_from_slice(payload);
+        }
+        let mut m = b"\0asm\x01\0\0\0".to_vec();
+        section(
+            1,
+            b"\x03\x60\x01\x7f\x01\x7f\x60\x02\x7f\x7f\x01\x7e\x60\x00\x00",
+            &mut m,
+        );
+        let mut funcs = Vec::new();
+        leb(2 + bodies.len() as u64, &mut funcs);
+        funcs.extend([0, 1]);
+        funcs.extend(std::iter::repeat_n(2, bodies.len()));
+        section(3, &funcs, &mut m);
+        section(5, b"\x01\x00\x01", &mut m);
+        section(
+            7,
+            b"\x03\x06memory\x02\x00\x0ahark_alloc\x00\x00\x0bhark_handle\x00\x01",
+            &mut m,
+        );
+        let mut code = Vec::new();
+        leb(2 + bodies.len() as u64, &mut code);
+        code.extend(b"\x04\x00\x41\x00\x0b\x04\x00\x42\x00\x0b");
+        for body in bodies {
+            let mut f = Vec::new();
+            if locals == 0 {
+                f.push(0);
+            } else {
+                f.push(1);
+                leb(u64::from(locals), &mut f);
+                f.push(0x7f);
+            }
+            f.extend_from_slice(body);
+            f.push(0x0b);
+            leb(f.len() as u64, &mut code);
+            code.extend(f);
+        }
+        section(10, &code, &mut m);
+        m
+    }
+
+    fn nested_blocks(depth: usize) -> Vec<u8> {
+        let mut body = b"\x02\x40".repeat(depth);
+        body.extend(std::iter::repeat_n(0x0b, depth));
+        body
+    }
+
+    fn shape_problems(bytes: &[u8]) -> Vec<String> {
+        compile(&engine(), bytes, &[], 16 << 20).unwrap_err()
+    }
+
+    #[test]
+    fn a_module_at_every_shape_limit_compiles() {
+        let deep = with_bodies(&[nested_blocks(MAX_NESTING as usize)], 0);
+        assert!(compile(&engine(), &deep, &[], 16 << 20).is_ok());
+        let locals = with_bodies(&[Vec::new()], MAX_FUNCTION_LOCALS as u32);
+        assert!(compile(&engine(), &locals, &[], 16 << 20).is_ok());
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_refused_before_compiling() {
+        let problems = shape_problems(&with_bodies(&[nested_blocks(MAX_NESTING as usize + 1)], 0));
+        assert_eq!(
+            problems,
+            ["nests blocks, loops and ifs 1001 deep; the limit is 1000 (refused before compiling)"]
+        );
+        // Loops and ifs count too.
+        let mut body = b"\x03\x40\x41\x00\x04\x40".repeat(600);
+        body.extend(std::iter::repeat_n(0x0b, 1200));
+        assert!(shape_problems(&with_bodies(&[body], 0))[0].contains("1200 deep"));
+    }
+
+    #[test]
+    fn too_many_operators_in_a_function_or_in_all_are_refused() {
+        // i32.const 0; drop: two operators.
+        let ops = |n: u64| b"\x41\x00\x1a".repeat(n as usize / 2);
+        let big = ops(MAX_FUNCTION_OPERATORS + 2);
+        let problems = shape_problems(&with_bodies(&[big], 0));
+        assert!(
+            problems[0].starts_with("has a function of 200003 operators"),
+            "{problems:?}"
+        );
+
+        let legal = ops(MAX_FUNCTION_OPERATORS - 2);
+        let count = (MAX_MODULE_OPERATORS / MAX_FUNCTION_OPERATORS) as usize + 1;
+        let problems = shape_problems(&with_bodies(&vec![legal; count], 0));
+        assert!(
+            problems[0].contains("operators in all; the limit is 2000000"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn br_table_targets_count_as_operators() {
+        // block; (i32.const 0; br_table with 110,000 targets) x 2; end. A
+        // br_table may have at most 131,072 targets (wasmparser's limit).
+        let n: u32 = 110_000;
+        let mut body = b"\x02\x40".to_vec();
+        for _ in 0..2 {
+            body.extend(b"\x41\x00\x0e");
+            body.extend([0xb0, 0xdb, 0x06]); // 110,000 as LEB128
+            body.extend(std::iter::repeat_n(0, n as usize + 1));
+        }
+        body.push(0x0b);
+        let problems = shape_problems(&with_bodies(&[body], 0));
+        assert!(
+            problems[0].starts_with("has a function of 220007 operators"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn too_many_functions_or_locals_are_refused() {
+        let functions = vec![b"\x01".repeat(40); MAX_FUNCTIONS as usize];
+        let problems = shape_problems(&with_bodies(&functions, 0));
+        assert!(
+            problems[0].starts_with("defines 10002 functions"),
+            "{problems:?}"
+        );
+
+        let problems = shape_problems(&with_bodies(&[Vec::new()], MAX_FUNCTION_LOCALS as u32 + 1));
+        assert!(
+            problems[0].starts_with("has a function with 10001 locals"),
+            "{problems:?}"
+        );
+
+        let count = (MAX_MODULE_LOCALS / MAX_FUNCTION_LOCALS) as usize + 1;
+        let problems = shape_problems(&with_bodies(
+            &vec![b"\x01".repeat(40); count],
+            MAX_FUNCTION_LOCALS as u32,
+        ));
+        assert!(
+            problems[0].starts_with("declares 510000 locals in all"),
+            "{problems:?}"
+        );
     }
 }
