@@ -760,9 +760,20 @@ impl Server {
                     let outbox = self.outbox.clone();
                     let reply_topic = self.topics.reply(&satellite);
                     requests.spawn(async move {
-                        let reply = dispatcher
-                            .handle_payload(&satellite, Protocol::Native, &publish.payload)
-                            .await;
+                        let handled = crate::panics::caught(dispatcher.handle_payload(
+                            &satellite,
+                            Protocol::Native,
+                            &publish.payload,
+                        ))
+                        .await;
+                        let reply = handled.unwrap_or_else(|panic| {
+                            dispatcher.refuse(
+                                &satellite,
+                                Protocol::Native,
+                                &publish.payload,
+                                internal_failure(&panic),
+                            )
+                        });
                         log_reply(&satellite, &reply);
                         outbox.reply(reply_topic, &reply).await;
                         Some(key)
@@ -773,8 +784,16 @@ impl Server {
                         .hermes
                         .clone()
                         .expect("Hermes requests are routed only when it is enabled");
+                    let outbox = self.outbox.clone();
                     requests.spawn(async move {
-                        hermes.handle(&kind, &publish.payload).await;
+                        let handled =
+                            crate::panics::caught(hermes.handle(&kind, &publish.payload)).await;
+                        if let Err(panic) = handled {
+                            let failure = internal_failure(&panic);
+                            if let Some(answer) = hermes.refuse(&kind, &publish.payload, failure) {
+                                outbox.send(answer).await;
+                            }
+                        }
                         Some(key)
                     });
                 }
@@ -836,6 +855,17 @@ impl Server {
             })
             .await;
     }
+}
+
+/// The answer to a request whose handling panicked: a bug of the hub's,
+/// logged here, that costs this request and nothing else.
+fn internal_failure(panic: &str) -> Failure {
+    tracing::error!("a request hit a bug in the hub and was answered `error`: {panic}");
+    Failure::new(
+        Status::Error,
+        "internal",
+        format!("the hub hit a bug while handling this request ({panic}); it was logged"),
+    )
 }
 
 fn log_reply(satellite: &str, reply: &hark_skill_sdk::Reply) {

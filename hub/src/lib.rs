@@ -26,6 +26,7 @@
 //! - [`hermes`] — Rhasspy satellites over Hermes, in front of the same dispatcher
 //! - [`cli`] — the commands besides `run`
 //! - [`os`] — the open-files limit, raised at start
+//! - [`panics`] — a panic on the request path answers `error`, not an abort
 //! - [`logging`] — the text log's escaping field formatter
 
 pub mod admission;
@@ -47,6 +48,7 @@ pub mod loader;
 pub mod logging;
 pub mod mqtt;
 pub mod os;
+pub mod panics;
 pub mod playback;
 pub mod policy;
 pub mod registry;

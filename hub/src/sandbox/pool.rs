@@ -162,15 +162,28 @@ fn run(job: Job, engine: &Engine, linker: &wasmi::Linker<CallState>, env: &Arc<H
         &job.request_id,
         job.protocol,
     );
-    let outcome = exec::call(
-        engine,
-        linker,
-        &job.skill.module,
-        &job.skill.limits,
-        state,
-        &job.input,
-        &job.cancel,
-    );
+    let started = std::time::Instant::now();
+    let outcome = crate::panics::caught_sync(|| {
+        exec::call(
+            engine,
+            linker,
+            &job.skill.module,
+            &job.skill.limits,
+            state,
+            &job.input,
+            &job.cancel,
+        )
+    })
+    .unwrap_or_else(|panic| {
+        tracing::error!(skill = %job.skill.info.name, "a skill call hit a bug in the hub: {panic}");
+        Outcome {
+            result: Err(exec::CallError::Trap(format!(
+                "the hub hit a bug while running it ({panic}); it was logged"
+            ))),
+            elapsed: started.elapsed(),
+            fuel_used: 0,
+        }
+    });
     tracing::debug!(
         skill = %job.skill.info.name,
         satellite = %job.satellite,
