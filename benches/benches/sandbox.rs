@@ -100,7 +100,7 @@ fn sandbox_benches(c: &mut Criterion) {
         outbox: assembly.outbox.clone(),
         topics: assembly.topics.clone(),
         audit: d.audit_log().clone(),
-        secrets_path: root.join("secrets.toml"),
+        secrets: sandbox::secrets::SecretStore::new(root.join("secrets.toml")),
     });
     // Modules belong to the engine that compiled them: the hub's.
     let engine = assembly.engine.clone();

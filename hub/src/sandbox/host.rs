@@ -7,7 +7,6 @@
 //! A refusal returns a negative [`Code`] and leaves a sentence for
 //! `last_error`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use hark_skills_builtin::Target;
 use wasmi::{Caller, Error, Extern, Linker, Memory, StoreLimits};
 
 use super::kv::KvStore;
-use super::secrets;
+use super::secrets::SecretStore;
 use crate::audit::{self, Audit};
 use crate::events::{Message, Outbox, Protocol};
 use crate::host::Services;
@@ -64,7 +63,8 @@ pub struct HostEnv {
     pub outbox: Outbox,
     pub topics: Topics,
     pub audit: Arc<Audit>,
-    pub secrets_path: PathBuf,
+    /// `<state_dir>/secrets.toml`, read once and kept until it changes.
+    pub secrets: SecretStore,
 }
 
 /// The store data of one call.
@@ -547,8 +547,8 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
             let id = try_code!(read_str(&mut caller, "secret_read id", ip, il, 64));
             let permission = Permission::SecretsRead(id.clone());
             try_code!(Ok::<_, Error>(caller.data_mut().allowed(&permission)));
-            let path = caller.data().env.secrets_path.clone();
-            match secrets::read(&path, &id) {
+            let env = caller.data().env.clone();
+            match env.secrets.read(&id).value {
                 Ok(Some(value)) => {
                     write_out(&mut caller, "secret_read", out, cap, value.as_bytes())
                 }
