@@ -349,9 +349,9 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
                 ));
             }
             let value = read(&caller, "kv_set value", vp, vl)?;
-            let result = caller.data().skill.kv.set(&key, value);
+            let result = caller.data().skill.kv.set(&key, value, usize::MAX);
             Ok(match result {
-                Ok(()) => 0,
+                Ok(_) => 0,
                 Err(e) => caller.data_mut().kv_failed(&e),
             })
         },
@@ -369,10 +369,10 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
                 kl,
                 abi::MAX_KV_KEY
             ));
-            let result = caller.data().skill.kv.delete(&key);
+            let result = caller.data().skill.kv.delete(&key, usize::MAX);
             Ok(match result {
-                Ok(true) => 0,
-                Ok(false) => caller
+                Ok(Some(_)) => 0,
+                Ok(None) => caller
                     .data_mut()
                     .fail(Code::NotFound, format!("no value under \"{key}\"")),
                 Err(e) => caller.data_mut().kv_failed(&e),
