@@ -105,7 +105,7 @@ fn sandbox_benches(c: &mut Criterion) {
     // Modules belong to the engine that compiled them: the hub's.
     let engine = assembly.engine.clone();
     let linker = host::linker(&engine);
-    let cancel = CancelFlag::default();
+    let cancel = Arc::new(CancelFlag::default());
     // One call in a fresh instance, as a worker runs it.
     let call = |skill: &sandbox::WasmSkill, input: &[u8]| {
         let state = host::CallState::new(
