@@ -100,12 +100,12 @@ fn sandbox_benches(c: &mut Criterion) {
         outbox: assembly.outbox.clone(),
         topics: assembly.topics.clone(),
         audit: d.audit_log().clone(),
-        secrets_path: root.join("secrets.toml"),
+        secrets: sandbox::secrets::SecretStore::new(root.join("secrets.toml")),
     });
     // Modules belong to the engine that compiled them: the hub's.
     let engine = assembly.engine.clone();
     let linker = host::linker(&engine);
-    let cancel = CancelFlag::default();
+    let cancel = Arc::new(CancelFlag::default());
     // One call in a fresh instance, as a worker runs it.
     let call = |skill: &sandbox::WasmSkill, input: &[u8]| {
         let state = host::CallState::new(

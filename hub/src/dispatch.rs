@@ -538,6 +538,11 @@ impl Dispatcher {
                 "cancelled",
                 "cancelled by system.cancel from this satellite",
             ),
+            CallError::Limit(message) => Failure::new(
+                Status::Error,
+                "limit",
+                format!("{} was stopped: {message}", wasm.info.name),
+            ),
             CallError::Trap(message) => Failure::new(
                 Status::Error,
                 "trap",

@@ -27,6 +27,7 @@ use crate::playback::{AlarmRinger, PlaybackService};
 use crate::registry::Registry;
 use crate::sandbox::host::HostEnv;
 use crate::sandbox::pool::Pool;
+use crate::sandbox::secrets::SecretStore;
 use crate::timers::TimerService;
 
 pub use crate::admission::MAX_CONCURRENT_REQUESTS;
@@ -142,7 +143,7 @@ pub fn assemble(config: &Config) -> Result<Assembly, HubError> {
             outbox: outbox.clone(),
             topics: topics.clone(),
             audit: audit_log,
-            secrets_path: config.state_dir.join("secrets.toml"),
+            secrets: SecretStore::new(config.state_dir.join("secrets.toml")),
         });
         let workers = config.skills.workers;
         let pool = Pool::start(

@@ -209,3 +209,30 @@ pub mod hostile {
       (func (export "hark_alloc") (param i32) (result i32) (i32.const 1024))
       (func (export "hark_handle") (param i32 i32) (result i64) (unreachable)))"#;
 }
+
+/// A module whose `hark_handle` runs `body` over and over and never returns,
+/// as a skill written only to burn host calls would. `body` leaves nothing on
+/// the stack; it may read and bump the local `$i` (the round, from 0). `data`
+/// are `(offset, bytes)` segments from offset 1024 up; offsets 8192..65536 are
+/// free scratch space (zeros); the input lands at 64 KiB.
+pub fn host_loop(imports: &str, body: &str, data: &[(u32, &str)]) -> String {
+    let segments: String = data
+        .iter()
+        .map(|(offset, text)| format!("(data (i32.const {offset}) \"{text}\")\n"))
+        .collect();
+    format!(
+        r#"(module
+  {imports}
+  (memory (export "memory") 2)
+  {segments}
+  (func (export "hark_alloc") (param i32) (result i32) (i32.const 65536))
+  (func (export "hark_handle") (param i32 i32) (result i64)
+    (local $i i32)
+    (loop $again
+      {body}
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $again))
+    (i64.const 0))
+)"#
+    )
+}

@@ -1,8 +1,10 @@
 //! One call of a WebAssembly skill: a fresh store and instance (nothing
 //! survives between calls or satellites), the input written through
 //! `hark_alloc`, `hark_handle` run in fuel slices with the clock and the
-//! cancel flag checked between slices, and the reply read back and checked.
+//! cancel flag checked between slices (and by every host call, see
+//! [`Budget`]), and the reply read back and checked.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hark_skill_sdk::SkillReply;
@@ -14,7 +16,7 @@ use wasmi::{
 };
 
 use super::CallLimits;
-use super::host::CallState;
+use super::host::{CallState, Stop};
 use crate::inflight::CancelFlag;
 
 /// Why a call gave no reply.
@@ -26,6 +28,9 @@ pub enum CallError {
     FuelExhausted { limit: Duration },
     /// `system.cancel` from the same satellite.
     Cancelled,
+    /// The skill kept calling a host function past its per-call cap after
+    /// it was answered `limit` (see `host`).
+    Limit(String),
     /// The skill trapped: a bug, a memory or stack limit, a bad pointer.
     Trap(String),
     /// The skill returned something that is not a reply.
@@ -42,34 +47,97 @@ pub struct Outcome {
     pub fuel_used: u64,
 }
 
-struct Budget<'a> {
-    limits: &'a CallLimits,
+/// A call's time and fuel, kept in the store's data so that both ends can
+/// reach them: the exec layer between fuel slices, and every host function
+/// before it acts (`host::enter`). Without the second, a host call costs the
+/// interpreter about one fuel, and a skill made of host calls could run
+/// ~10^5 of them between two looks at the clock.
+#[derive(Debug)]
+pub struct Budget {
+    timeout: Duration,
     deadline: Instant,
+    cancel: Arc<CancelFlag>,
     /// Fuel not yet handed to the store.
     left: u64,
-    cancel: &'a CancelFlag,
 }
 
-impl Budget<'_> {
-    /// Hands the store its next slice, or says why there is none.
-    fn refill(&mut self, store: &mut Store<CallState>, required: u64) -> Result<(), CallError> {
+impl Budget {
+    pub(super) fn new(limits: &CallLimits, started: Instant, cancel: Arc<CancelFlag>) -> Budget {
+        Budget {
+            timeout: limits.timeout,
+            deadline: started + limits.timeout,
+            cancel,
+            left: limits.fuel,
+        }
+    }
+
+    /// A budget that is already spent: what a call state holds until
+    /// [`call`] gives it the real one, so a host function can never run
+    /// unbudgeted.
+    pub(super) fn spent() -> Budget {
+        Budget {
+            timeout: Duration::ZERO,
+            deadline: Instant::now(),
+            cancel: Arc::default(),
+            left: 0,
+        }
+    }
+
+    /// Whether the call may go on: not cancelled, not past its deadline.
+    pub(super) fn check(&self) -> Result<(), Stop> {
         if self.cancel.is_raised() {
-            return Err(CallError::Cancelled);
+            return Err(Stop::Cancelled);
         }
         if Instant::now() >= self.deadline {
-            return Err(CallError::Deadline {
-                limit: self.limits.timeout,
-            });
+            return Err(Stop::Deadline);
         }
-        let slice = self.limits.slice.max(required);
-        if slice > self.left {
-            return Err(CallError::FuelExhausted {
-                limit: self.limits.timeout,
-            });
+        Ok(())
+    }
+
+    /// Pays `cost` from `in_store` (what is left of the store's slice), then
+    /// from the fuel not yet handed out; returns what the store keeps. When
+    /// both together fall short, the whole budget is gone.
+    pub(super) fn take(&mut self, in_store: u64, cost: u64) -> Result<u64, Stop> {
+        if let Some(rest) = in_store.checked_sub(cost) {
+            return Ok(rest);
         }
-        self.left -= slice;
+        let more = cost - in_store;
+        if more > self.left {
+            self.left = 0;
+            return Err(Stop::FuelExhausted);
+        }
+        self.left -= more;
+        Ok(0)
+    }
+
+    /// Hands the store its next slice, or says why there is none.
+    fn refill(
+        store: &mut Store<CallState>,
+        limits: &CallLimits,
+        required: u64,
+    ) -> Result<(), CallError> {
+        let budget = &mut store.data_mut().budget;
+        budget.check().map_err(|stop| budget.error(stop))?;
+        let slice = limits.slice.max(required);
+        if slice > budget.left {
+            return Err(budget.error(Stop::FuelExhausted));
+        }
+        budget.left -= slice;
         store.set_fuel(slice).expect("fuel metering is on");
         Ok(())
+    }
+
+    fn error(&self, stop: Stop) -> CallError {
+        match stop {
+            Stop::Deadline => CallError::Deadline {
+                limit: self.timeout,
+            },
+            Stop::FuelExhausted => CallError::FuelExhausted {
+                limit: self.timeout,
+            },
+            Stop::Cancelled => CallError::Cancelled,
+            Stop::Limit(message) => CallError::Limit(message),
+        }
     }
 }
 
@@ -81,9 +149,10 @@ pub fn call(
     limits: &CallLimits,
     mut state: CallState,
     input: &[u8],
-    cancel: &CancelFlag,
+    cancel: &Arc<CancelFlag>,
 ) -> Outcome {
     let started = Instant::now();
+    state.budget = Budget::new(limits, started, cancel.clone());
     state.limits = StoreLimitsBuilder::new()
         .memory_size(limits.memory_bytes)
         .memories(1)
@@ -94,14 +163,9 @@ pub fn call(
         .build();
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);
-    let mut budget = Budget {
-        limits,
-        deadline: started + limits.timeout,
-        left: limits.fuel,
-        cancel,
-    };
-    let result = run(&mut store, linker, module, input, &mut budget);
-    let fuel_used = limits.fuel - budget.left - store.get_fuel().unwrap_or(0);
+    let result = run(&mut store, linker, module, input, limits);
+    store.data_mut().finish();
+    let fuel_used = limits.fuel - store.data().budget.left - store.get_fuel().unwrap_or(0);
     Outcome {
         result,
         elapsed: started.elapsed(),
@@ -114,12 +178,12 @@ fn run(
     linker: &Linker<CallState>,
     module: &Module,
     input: &[u8],
-    budget: &mut Budget<'_>,
+    limits: &CallLimits,
 ) -> Result<SkillReply, CallError> {
-    budget.refill(store, 0)?;
+    Budget::refill(store, limits, 0)?;
     let instance = linker
         .instantiate_and_start(&mut *store, module)
-        .map_err(trap)?;
+        .map_err(|e| trap(store, &e))?;
     let alloc: TypedFunc<i32, i32> = instance
         .get_typed_func(&*store, abi::EXPORT_ALLOC)
         .map_err(|e| CallError::BadOutput(format!("{}: {e}", abi::EXPORT_ALLOC)))?;
@@ -132,14 +196,14 @@ fn run(
         .ok_or_else(|| CallError::BadOutput("the skill exports no memory".into()))?;
 
     let len = i32::try_from(input.len()).expect("input is capped far below 2 GiB");
-    let ptr = metered(store, &alloc, len, budget)?;
+    let ptr = metered(store, &alloc, len, limits)?;
     memory.write(&mut *store, ptr as u32 as usize, input).map_err(|_| {
         CallError::BadOutput(format!(
             "hark_alloc({len}) returned {ptr}, which has no room for the input in the skill's memory"
         ))
     })?;
 
-    let packed = metered(store, &handle, (ptr, len), budget)?;
+    let packed = metered(store, &handle, (ptr, len), limits)?;
     let (out_ptr, out_len) = abi::unpack(packed);
     if out_len as usize > MAX_OUTPUT {
         return Err(CallError::BadOutput(format!(
@@ -162,25 +226,30 @@ fn metered<P: WasmParams, R: WasmResults>(
     store: &mut Store<CallState>,
     func: &TypedFunc<P, R>,
     params: P,
-    budget: &mut Budget<'_>,
+    limits: &CallLimits,
 ) -> Result<R, CallError> {
-    let mut call = func.call_resumable(&mut *store, params).map_err(trap)?;
+    let mut call = func
+        .call_resumable(&mut *store, params)
+        .map_err(|e| trap(store, &e))?;
     loop {
         match call {
             TypedResumableCall::Finished(results) => return Ok(results),
-            TypedResumableCall::HostTrap(host) => {
-                return Err(CallError::Trap(host.host_error().to_string()));
-            }
+            TypedResumableCall::HostTrap(host) => return Err(trap(store, host.host_error())),
             TypedResumableCall::OutOfFuel(paused) => {
-                budget.refill(store, paused.required_fuel())?;
-                call = paused.resume(&mut *store).map_err(trap)?;
+                Budget::refill(store, limits, paused.required_fuel())?;
+                call = paused.resume(&mut *store).map_err(|e| trap(store, &e))?;
             }
         }
     }
 }
 
-fn trap(e: wasmi::Error) -> CallError {
+/// Why the call stopped: a host function's [`Stop`] (the budget or a cap,
+/// typed, never read back from a message), or a trap of the skill's own.
+fn trap(store: &Store<CallState>, e: &wasmi::Error) -> CallError {
     use wasmi::TrapCode;
+    if let Some(stop) = e.downcast_ref::<Stop>() {
+        return store.data().budget.error(stop.clone());
+    }
     let text = match e.as_trap_code() {
         Some(TrapCode::StackOverflow) => "stack overflow (recursion too deep)".to_string(),
         Some(TrapCode::GrowthOperationLimited) => "memory limit reached".to_string(),
@@ -251,6 +320,51 @@ fn truncate(s: &str, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn limits(fuel: u64) -> CallLimits {
+        CallLimits {
+            timeout: Duration::from_secs(60),
+            fuel,
+            slice: 100,
+            memory_bytes: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn a_host_charge_takes_the_slice_first_then_the_fuel_not_yet_handed_out() {
+        let mut budget = Budget::new(&limits(1_000), Instant::now(), Arc::default());
+        assert_eq!(budget.take(100, 30), Ok(70), "from the slice alone");
+        assert_eq!(budget.take(70, 170), Ok(0), "the slice and 100 more");
+        assert_eq!(budget.left, 900);
+        assert_eq!(budget.take(0, 901), Err(Stop::FuelExhausted));
+        assert_eq!(budget.left, 0, "an unpaid charge spends the whole budget");
+    }
+
+    #[test]
+    fn the_budget_stops_on_cancel_first_then_on_the_deadline() {
+        let cancel = Arc::new(CancelFlag::default());
+        let budget = Budget::new(&limits(1_000), Instant::now(), cancel.clone());
+        assert_eq!(budget.check(), Ok(()));
+        cancel.raise();
+        assert_eq!(budget.check(), Err(Stop::Cancelled));
+        assert_eq!(
+            Budget::spent().check(),
+            Err(Stop::Deadline),
+            "a call state without its budget cannot run a host call"
+        );
+        let past = Budget::new(
+            &limits(1_000),
+            Instant::now() - Duration::from_secs(61),
+            Arc::default(),
+        );
+        assert_eq!(past.check(), Err(Stop::Deadline));
+        assert_eq!(
+            past.error(Stop::Deadline),
+            CallError::Deadline {
+                limit: Duration::from_secs(60)
+            }
+        );
+    }
 
     #[test]
     fn replies_parse_strictly() {

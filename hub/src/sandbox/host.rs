@@ -3,11 +3,22 @@
 //! This is the only place guest memory is touched. Every pointer/length pair
 //! is checked against the guest's memory first: one outside it traps the
 //! call (the skill is broken or hostile). Every function that acts asks the
-//! policy gate first, and every denial is audited with the rule that decided.
+//! policy gate first, and denials are audited with the rule that decided.
 //! A refusal returns a negative [`Code`] and leaves a sentence for
 //! `last_error`.
+//!
+//! Host calls are inside the call's budget. Every host function passes
+//! [`enter`] first: it stops the call at its deadline or on `system.cancel`
+//! (a typed [`Stop`], so the call ends `timeout` or `cancelled`, never a bare
+//! trap), and charges the call's fuel; the work done after it (bytes copied,
+//! written, read) is charged through [`charge`] at the [`cost`] table's
+//! rates. Every function with a cost has a per-call cap (the `MAX_*`
+//! constants): the first call past it is answered [`Code::Limit`]; a skill
+//! that calls that function past its cap again has ignored the answer, and
+//! the call is stopped (`error`, code `limit`). Denials are audited one by one
+//! up to [`MAX_AUDITED_DENIALS`], then counted into one summary record at the
+//! end of the call.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,22 +28,141 @@ use hark_skill_sdk::{Manifest, Permission};
 use hark_skills_builtin::Target;
 use wasmi::{Caller, Error, Extern, Linker, Memory, StoreLimits};
 
-use super::kv::KvStore;
-use super::secrets;
+use super::exec::Budget;
+use super::kv::{KvError, KvStore};
+use super::secrets::SecretStore;
 use crate::audit::{self, Audit};
 use crate::events::{Message, Outbox, Protocol};
 use crate::host::Services;
 use crate::mqtt::topics::Topics;
 use crate::policy::{self, Action, Signature, SkillKind, Subject, Tier};
 
-/// Most log lines one call may write (the rest are dropped).
+/// Most log lines one call may write (the rest are dropped, and counted in
+/// one warning at the end of the call).
 pub const MAX_LOGS_PER_CALL: u32 = 64;
 /// Most messages one call may publish.
 pub const MAX_PUBLISHES_PER_CALL: u32 = 16;
 /// Most timers one call may start.
 pub const MAX_TIMERS_PER_CALL: u32 = 4;
+/// Most `timer_cancel` calls per call (a satellite holds at most 32 timers).
+pub const MAX_TIMER_CANCELS_PER_CALL: u32 = 32;
 /// Most random bytes per `random` call.
 pub const MAX_RANDOM: usize = 4096;
+/// Most `random` calls per call.
+pub const MAX_RANDOM_CALLS_PER_CALL: u32 = 64;
+/// Most random bytes per call, all `random` calls together.
+pub const MAX_RANDOM_BYTES_PER_CALL: usize = 64 * 1024;
+/// Most `kv_set` and `kv_delete` calls per call, together.
+pub const MAX_KV_WRITES_PER_CALL: u32 = 16;
+/// Most bytes the kv store may write to disk for one call. Every change
+/// rewrites the skill's whole store (values in hex: up to twice
+/// [`abi::MAX_KV_TOTAL`]), so this allows two rewrites of a full store, or
+/// sixteen of a small one.
+pub const MAX_KV_WRITE_BYTES_PER_CALL: usize = 4 * abi::MAX_KV_TOTAL;
+/// Most sounds one call may play.
+pub const MAX_AUDIO_PLAYS_PER_CALL: u32 = 4;
+/// Most secrets one call may read.
+pub const MAX_SECRET_READS_PER_CALL: u32 = 8;
+/// Most HTTP requests per call (SPEC §11).
+pub const MAX_HTTP_REQUESTS_PER_CALL: u32 = 4;
+/// Denials audited one by one per call; the rest go into one summary record.
+pub const MAX_AUDITED_DENIALS: u32 = 8;
+/// Most denied host calls per call.
+pub const MAX_DENIALS_PER_CALL: u32 = 32;
+
+/// What host work costs, in fuel: the interpreter's unit, about one simple
+/// instruction. Host calls are paid from the same budget as the skill's own
+/// code, so a skill made of nothing but host calls runs out of fuel as a
+/// loop does. The figures are generous for the development machine (2
+/// million fuel per ms: 1,000 fuel is 0.5 µs); where they fall short of a
+/// board's real cost, the deadline, checked at every host call, stops the call.
+pub mod cost {
+    /// Every host call: the checks, the clock, the way in and out.
+    pub const CALL: u64 = 1_000;
+    /// Per byte copied between the skill's memory and the hub.
+    pub const BYTE: u64 = 1;
+    /// Per byte of randomness from the OS.
+    pub const RANDOM_BYTE: u64 = 8;
+    /// Per file written, synced and renamed into place (kv store, timers).
+    pub const FILE_WRITE: u64 = 1_000_000;
+    /// Per byte written to disk (serialized, encoded, written, synced).
+    pub const DISK_BYTE: u64 = 16;
+    /// Per look at a file's metadata.
+    pub const FILE_STAT: u64 = 5_000;
+    /// Per file read and parsed, plus [`BYTE`] per byte of it.
+    pub const FILE_READ: u64 = 100_000;
+    /// Per message queued for the broker, plus its bytes.
+    pub const MESSAGE: u64 = 20_000;
+    /// Per sound played: a file read and decoded, or sent to a satellite.
+    pub const PLAYBACK: u64 = 1_000_000;
+}
+
+/// Why a host function stopped the whole call. It travels as a wasmi host
+/// error and the exec layer maps it back by type (`exec::CallError`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// The call's deadline passed.
+    Deadline,
+    /// The call's fuel is gone.
+    FuelExhausted,
+    /// `system.cancel` from the same satellite.
+    Cancelled,
+    /// A host function called past its cap after it answered `limit`.
+    Limit(String),
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Deadline => f.write_str("the call's deadline passed"),
+            Stop::FuelExhausted => f.write_str("the call's fuel is gone"),
+            Stop::Cancelled => f.write_str("the call was cancelled"),
+            Stop::Limit(message) => f.write_str(message),
+        }
+    }
+}
+
+impl wasmi::errors::HostError for Stop {}
+
+/// The host functions, to count calls to each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HostFn {
+    Log,
+    LastError,
+    NowMs,
+    Random,
+    KvGet,
+    KvSet,
+    KvDelete,
+    TimerStart,
+    TimerCancel,
+    AudioPlay,
+    MqttPublish,
+    SecretRead,
+    HttpRequest,
+}
+
+impl HostFn {
+    const COUNT: usize = 13;
+
+    fn name(self) -> &'static str {
+        match self {
+            HostFn::Log => "log",
+            HostFn::LastError => "last_error",
+            HostFn::NowMs => "now_ms",
+            HostFn::Random => "random",
+            HostFn::KvGet => "kv_get",
+            HostFn::KvSet => "kv_set",
+            HostFn::KvDelete => "kv_delete",
+            HostFn::TimerStart => "timer_start",
+            HostFn::TimerCancel => "timer_cancel",
+            HostFn::AudioPlay => "audio_play",
+            HostFn::MqttPublish => "mqtt_publish",
+            HostFn::SecretRead => "secret_read",
+            HostFn::HttpRequest => "http_request",
+        }
+    }
+}
 
 /// What one skill is, for its host calls.
 #[derive(Debug)]
@@ -64,7 +194,34 @@ pub struct HostEnv {
     pub outbox: Outbox,
     pub topics: Topics,
     pub audit: Arc<Audit>,
-    pub secrets_path: PathBuf,
+    /// `<state_dir>/secrets.toml`, read once and kept until it changes.
+    pub secrets: SecretStore,
+}
+
+/// What one call has used of its per-call caps.
+#[derive(Debug, Default)]
+struct Used {
+    /// Calls per host function, refused ones included.
+    calls: [u32; HostFn::COUNT],
+    /// Host functions that have answered `limit` for a per-call cap.
+    limited: [bool; HostFn::COUNT],
+    logs: u32,
+    dropped_logs: u32,
+    publishes: u32,
+    timers: u32,
+    timer_cancels: u32,
+    random_calls: u32,
+    random_bytes: usize,
+    kv_writes: u32,
+    kv_bytes_written: usize,
+    plays: u32,
+    secret_reads: u32,
+    http_requests: u32,
+    denials: u32,
+    /// Denials past the audited ones, by rule, for the summary record.
+    unaudited: Vec<(String, u32)>,
+    /// Whether a denial has been answered `limit`.
+    denials_limited: bool,
 }
 
 /// The store data of one call.
@@ -76,14 +233,15 @@ pub struct CallState {
     pub satellite: String,
     pub request_id: String,
     pub protocol: Protocol,
+    /// Set by `exec::call`; until then, already spent.
+    pub(super) budget: Budget,
     last_error: String,
-    logs: u32,
-    publishes: u32,
-    timers: u32,
+    used: Used,
 }
 
 impl CallState {
-    /// The state of a call; [`super::exec::call`] sets its store limits.
+    /// The state of a call; [`super::exec::call`] sets its store limits
+    /// and its budget.
     pub fn new(
         skill: Arc<SkillInfo>,
         env: Arc<HostEnv>,
@@ -98,10 +256,9 @@ impl CallState {
             satellite: satellite.to_string(),
             request_id: request_id.to_string(),
             protocol,
+            budget: Budget::spent(),
             last_error: String::new(),
-            logs: 0,
-            publishes: 0,
-            timers: 0,
+            used: Used::default(),
         }
     }
 
@@ -111,38 +268,169 @@ impl CallState {
         code as i32
     }
 
-    fn kv_failed(&mut self, e: &super::kv::KvError) -> i32 {
+    fn kv_failed(&mut self, e: &KvError) -> i32 {
         self.fail(e.code(), e.to_string())
     }
 
+    /// A per-call cap of `f`, checked before it acts: `Ok(Ok(()))` to go
+    /// on; when `over`, the first time `Ok(Err(Code::Limit))`, and after
+    /// that a [`Stop::Limit`]. `limit` says the cap ("16 writes").
+    fn cap(
+        &mut self,
+        f: HostFn,
+        over: bool,
+        limit: impl std::fmt::Display,
+    ) -> Result<Result<(), i32>, Error> {
+        if !over {
+            return Ok(Ok(()));
+        }
+        self.over_cap(f, limit).map(Err)
+    }
+
+    /// A call of `f` past its per-call cap: answered [`Code::Limit`] the
+    /// first time, stopped after that.
+    fn over_cap(&mut self, f: HostFn, limit: impl std::fmt::Display) -> Result<i32, Error> {
+        let (name, i) = (f.name(), f as usize);
+        if self.used.limited[i] {
+            return Err(Error::host(Stop::Limit(format!(
+                "hark.{name} called {} times; the limit per call is {limit}, and the skill kept \
+                 calling after it was answered `limit`",
+                self.used.calls[i]
+            ))));
+        }
+        self.used.limited[i] = true;
+        Ok(self.fail(
+            Code::Limit,
+            format!("{name}: the limit per call is {limit}"),
+        ))
+    }
+
     /// Asks the gate; a denial is audited and becomes `Code::Denied`.
-    fn allowed(&mut self, permission: &Permission) -> Result<(), i32> {
+    fn allowed(&mut self, f: HostFn, permission: &Permission) -> Result<Result<(), i32>, Error> {
         let decision = policy::decide(
             self.env.tier,
             &self.skill.subject(),
             &Action::Use(permission),
         );
         if decision.allow {
-            return Ok(());
+            return Ok(Ok(()));
         }
-        self.deny(decision.rule, &decision.reason);
-        Err(Code::Denied as i32)
+        self.deny(f, decision.rule, &decision.reason).map(Err)
     }
 
-    fn deny(&mut self, rule: &str, reason: &str) {
-        self.env.audit.record(&audit::Record {
-            kind: audit::Kind::Refusal,
-            satellite: Some(self.satellite.clone()),
-            request_id: Some(self.request_id.clone()),
-            skill: Some(self.skill.name.clone()),
-            decision: Some(audit::Decision::Deny),
-            rule: Some(rule.to_string()),
-            message: Some(reason.to_string()),
-            ..Default::default()
-        });
-        tracing::warn!(skill = %self.skill.name, satellite = %self.satellite, rule, "host call denied: {reason}");
+    /// A denied host call of `f`: audited while the call has denied fewer
+    /// than [`MAX_AUDITED_DENIALS`], counted for the summary after that;
+    /// past [`MAX_DENIALS_PER_CALL`] answered `limit`, then stopped.
+    fn deny(&mut self, f: HostFn, rule: &str, reason: &str) -> Result<i32, Error> {
+        self.used.denials = self.used.denials.saturating_add(1);
         self.last_error = reason.to_string();
+        if self.used.denials <= MAX_AUDITED_DENIALS {
+            self.env.audit.record(&audit::Record {
+                kind: audit::Kind::Refusal,
+                satellite: Some(self.satellite.clone()),
+                request_id: Some(self.request_id.clone()),
+                skill: Some(self.skill.name.clone()),
+                decision: Some(audit::Decision::Deny),
+                rule: Some(rule.to_string()),
+                message: Some(reason.to_string()),
+                ..Default::default()
+            });
+            tracing::warn!(skill = %self.skill.name, satellite = %self.satellite, rule, "host call denied: {reason}");
+        } else {
+            match self.used.unaudited.iter_mut().find(|(r, _)| r == rule) {
+                Some((_, n)) => *n += 1,
+                None => self.used.unaudited.push((rule.to_string(), 1)),
+            }
+        }
+        if self.used.denials <= MAX_DENIALS_PER_CALL {
+            return Ok(Code::Denied as i32);
+        }
+        if self.used.denials_limited {
+            return Err(Error::host(Stop::Limit(format!(
+                "hark.{} called {} times; the limit per call is {MAX_DENIALS_PER_CALL} denied \
+                 calls, and the skill kept calling after it was answered `limit`",
+                f.name(),
+                self.used.calls[f as usize]
+            ))));
+        }
+        self.used.denials_limited = true;
+        Ok(self.fail(
+            Code::Limit,
+            format!(
+                "{}: {reason}; the limit per call is {MAX_DENIALS_PER_CALL} denied calls",
+                f.name()
+            ),
+        ))
     }
+
+    /// The end of the call: one audit record for the denials not audited
+    /// one by one, one warning for the log lines dropped.
+    pub(super) fn finish(&mut self) {
+        let more: u32 = self.used.unaudited.iter().map(|(_, n)| n).sum();
+        if more > 0 {
+            let rules: Vec<String> = self
+                .used
+                .unaudited
+                .iter()
+                .map(|(rule, n)| format!("{n} x {rule}"))
+                .collect();
+            let message = format!(
+                "and {more} more denied host calls in the same call, not audited one by one \
+                 (the first {MAX_AUDITED_DENIALS} are): {}",
+                rules.join(", ")
+            );
+            self.env.audit.record(&audit::Record {
+                kind: audit::Kind::Refusal,
+                satellite: Some(self.satellite.clone()),
+                request_id: Some(self.request_id.clone()),
+                skill: Some(self.skill.name.clone()),
+                decision: Some(audit::Decision::Deny),
+                rule: Some("sandbox.denials_summary".to_string()),
+                message: Some(message.clone()),
+                ..Default::default()
+            });
+            tracing::warn!(skill = %self.skill.name, satellite = %self.satellite, "{message}");
+        }
+        if self.used.dropped_logs > 0 {
+            tracing::warn!(
+                skill = %self.skill.name,
+                satellite = %self.satellite,
+                "dropped {} log lines past the limit of {MAX_LOGS_PER_CALL} per call",
+                self.used.dropped_logs
+            );
+        }
+    }
+}
+
+/// The gate every host function passes first: stops the call at its
+/// deadline or on `system.cancel`, counts the call, and charges its base cost.
+fn enter(caller: &mut Caller<'_, CallState>, f: HostFn) -> Result<(), Error> {
+    let calls = &mut caller.data_mut().used.calls[f as usize];
+    *calls = calls.saturating_add(1);
+    charge(caller, cost::CALL)
+}
+
+/// Charges `fuel` for host work (done or about to be done), and looks at the
+/// clock and the cancel flag again.
+fn charge(caller: &mut Caller<'_, CallState>, fuel: u64) -> Result<(), Error> {
+    let in_store = caller.get_fuel().expect("fuel metering is on");
+    let budget = &mut caller.data_mut().budget;
+    budget.check().map_err(Error::host)?;
+    match budget.take(in_store, fuel) {
+        Ok(rest) => {
+            caller.set_fuel(rest).expect("fuel metering is on");
+            Ok(())
+        }
+        Err(stop) => {
+            caller.set_fuel(0).expect("fuel metering is on");
+            Err(Error::host(stop))
+        }
+    }
+}
+
+/// `cost::BYTE` for each of `n` bytes.
+fn bytes(n: usize) -> u64 {
+    (n as u64).saturating_mul(cost::BYTE)
 }
 
 fn memory(caller: &Caller<'_, CallState>) -> Result<Memory, Error> {
@@ -169,11 +457,18 @@ fn range(
     Ok((start, n))
 }
 
-fn read(caller: &Caller<'_, CallState>, what: &str, ptr: i32, len: i32) -> Result<Vec<u8>, Error> {
+/// Copies `ptr..ptr+len` out of the guest's memory, paying for the bytes.
+fn read(
+    caller: &mut Caller<'_, CallState>,
+    what: &str,
+    ptr: i32,
+    len: i32,
+) -> Result<Vec<u8>, Error> {
     let (start, n) = range(caller, what, ptr, len)?;
+    charge(caller, bytes(n))?;
     let mut buf = vec![0; n];
     memory(caller)?
-        .read(caller, start, &mut buf)
+        .read(&*caller, start, &mut buf)
         .map_err(|e| Error::new(format!("hark.{what}: {e}")))?;
     Ok(buf)
 }
@@ -189,6 +484,7 @@ fn write_out(
 ) -> Result<i32, Error> {
     let (start, cap) = range(caller, what, out, cap)?;
     if bytes.len() <= cap {
+        charge(caller, self::bytes(bytes.len()))?;
         memory(caller)?
             .write(&mut *caller, start, bytes)
             .map_err(|e| Error::new(format!("hark.{what}: {e}")))?;
@@ -245,13 +541,16 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
     linker.func_wrap(
         m,
         "log",
-        |caller: Caller<'_, CallState>, level: i32, ptr: i32, len: i32| -> Result<(), Error> {
+        |mut caller: Caller<'_, CallState>, level: i32, ptr: i32, len: i32| -> Result<(), Error> {
+            enter(&mut caller, HostFn::Log)?;
             range(&caller, "log", ptr, len)?;
-            let state = caller.data();
-            if state.logs >= MAX_LOGS_PER_CALL {
+            let used = &mut caller.data_mut().used;
+            if used.logs >= MAX_LOGS_PER_CALL {
+                used.dropped_logs = used.dropped_logs.saturating_add(1);
                 return Ok(());
             }
-            let bytes = read(&caller, "log", ptr, len.min(abi::MAX_LOG as i32))?;
+            used.logs += 1;
+            let bytes = read(&mut caller, "log", ptr, len.min(abi::MAX_LOG as i32))?;
             let text = String::from_utf8_lossy(&bytes);
             let state = caller.data();
             let (skill, sat) = (state.skill.name.as_str(), state.satellite.as_str());
@@ -262,8 +561,6 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
                 3 => tracing::debug!(target: "skill", skill, satellite = sat, "{text}"),
                 _ => tracing::trace!(target: "skill", skill, satellite = sat, "{text}"),
             }
-            let mut caller = caller;
-            caller.data_mut().logs += 1;
             Ok(())
         },
     )?;
@@ -272,26 +569,49 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
         m,
         "last_error",
         |mut caller: Caller<'_, CallState>, out: i32, cap: i32| -> Result<i32, Error> {
+            enter(&mut caller, HostFn::LastError)?;
             let message = caller.data().last_error.clone();
             write_out(&mut caller, "last_error", out, cap, message.as_bytes())
         },
     )?;
 
-    linker.func_wrap(m, "now_ms", |_: Caller<'_, CallState>| -> i64 {
-        crate::timers::now_ms() as i64
-    })?;
+    linker.func_wrap(
+        m,
+        "now_ms",
+        |mut caller: Caller<'_, CallState>| -> Result<i64, Error> {
+            enter(&mut caller, HostFn::NowMs)?;
+            Ok(crate::timers::now_ms() as i64)
+        },
+    )?;
 
     linker.func_wrap(
         m,
         "random",
         |mut caller: Caller<'_, CallState>, out: i32, len: i32| -> Result<i32, Error> {
+            enter(&mut caller, HostFn::Random)?;
             let (start, n) = range(&caller, "random", out, len)?;
+            let state = caller.data_mut();
             if n > MAX_RANDOM {
-                return Ok(caller.data_mut().fail(
+                return Ok(state.fail(
                     Code::TooLarge,
                     format!("random: {n} bytes; the limit is {MAX_RANDOM}"),
                 ));
             }
+            let calls = state.used.random_calls;
+            try_code!(state.cap(
+                HostFn::Random,
+                calls >= MAX_RANDOM_CALLS_PER_CALL,
+                format_args!("{MAX_RANDOM_CALLS_PER_CALL} calls"),
+            ));
+            let total = state.used.random_bytes + n;
+            try_code!(state.cap(
+                HostFn::Random,
+                total > MAX_RANDOM_BYTES_PER_CALL,
+                format_args!("{MAX_RANDOM_BYTES_PER_CALL} bytes"),
+            ));
+            state.used.random_calls += 1;
+            state.used.random_bytes = total;
+            charge(&mut caller, (n as u64).saturating_mul(cost::RANDOM_BYTE))?;
             let mut buf = vec![0; n];
             if let Err(e) = getrandom::fill(&mut buf) {
                 return Ok(caller
@@ -314,12 +634,17 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
          out: i32,
          cap: i32|
          -> Result<i32, Error> {
+            enter(&mut caller, HostFn::KvGet)?;
             range(&caller, "kv_get", out, cap)?;
-            try_code!(Ok::<_, Error>(caller.data_mut().allowed(&Permission::Kv)));
+            try_code!(caller.data_mut().allowed(HostFn::KvGet, &Permission::Kv));
             let key = try_code!(read_str(&mut caller, "kv_get key", kp, kl, abi::MAX_KV_KEY));
             let value = caller.data().skill.kv.get(&key);
             match value {
-                Some(value) => write_out(&mut caller, "kv_get", out, cap, &value),
+                Some(value) => {
+                    // The copy out of the store; `write_out` pays for the one into the skill.
+                    charge(&mut caller, bytes(value.len()))?;
+                    write_out(&mut caller, "kv_get", out, cap, &value)
+                }
                 None => Ok(caller
                     .data_mut()
                     .fail(Code::NotFound, format!("no value under \"{key}\""))),
@@ -336,8 +661,9 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
          vp: i32,
          vl: i32|
          -> Result<i32, Error> {
+            enter(&mut caller, HostFn::KvSet)?;
             range(&caller, "kv_set value", vp, vl)?;
-            try_code!(Ok::<_, Error>(caller.data_mut().allowed(&Permission::Kv)));
+            try_code!(caller.data_mut().allowed(HostFn::KvSet, &Permission::Kv));
             let key = try_code!(read_str(&mut caller, "kv_set key", kp, kl, abi::MAX_KV_KEY));
             if vl as usize > abi::MAX_KV_VALUE {
                 return Ok(caller.data_mut().fail(
@@ -348,12 +674,12 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
                     ),
                 ));
             }
-            let value = read(&caller, "kv_set value", vp, vl)?;
-            let result = caller.data().skill.kv.set(&key, value);
-            Ok(match result {
-                Ok(()) => 0,
-                Err(e) => caller.data_mut().kv_failed(&e),
-            })
+            try_code!(kv_write_allowed(&mut caller, HostFn::KvSet));
+            let value = read(&mut caller, "kv_set value", vp, vl)?;
+            let state = caller.data_mut();
+            let allowance = MAX_KV_WRITE_BYTES_PER_CALL - state.used.kv_bytes_written;
+            let result = state.skill.kv.set(&key, value, allowance);
+            kv_written(&mut caller, HostFn::KvSet, result)
         },
     )?;
 
@@ -361,7 +687,8 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
         m,
         "kv_delete",
         |mut caller: Caller<'_, CallState>, kp: i32, kl: i32| -> Result<i32, Error> {
-            try_code!(Ok::<_, Error>(caller.data_mut().allowed(&Permission::Kv)));
+            enter(&mut caller, HostFn::KvDelete)?;
+            try_code!(caller.data_mut().allowed(HostFn::KvDelete, &Permission::Kv));
             let key = try_code!(read_str(
                 &mut caller,
                 "kv_delete key",
@@ -369,14 +696,17 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
                 kl,
                 abi::MAX_KV_KEY
             ));
-            let result = caller.data().skill.kv.delete(&key);
-            Ok(match result {
-                Ok(true) => 0,
-                Ok(false) => caller
-                    .data_mut()
-                    .fail(Code::NotFound, format!("no value under \"{key}\"")),
-                Err(e) => caller.data_mut().kv_failed(&e),
-            })
+            try_code!(kv_write_allowed(&mut caller, HostFn::KvDelete));
+            let state = caller.data_mut();
+            let allowance = MAX_KV_WRITE_BYTES_PER_CALL - state.used.kv_bytes_written;
+            let result = match state.skill.kv.delete(&key, allowance) {
+                Ok(None) => {
+                    return Ok(state.fail(Code::NotFound, format!("no value under \"{key}\"")));
+                }
+                Ok(Some(written)) => Ok(written),
+                Err(e) => Err(e),
+            };
+            kv_written(&mut caller, HostFn::KvDelete, result)
         },
     )?;
 
@@ -384,12 +714,13 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
         m,
         "timer_start",
         |mut caller: Caller<'_, CallState>, ms: i64, lp: i32, ll: i32| -> Result<i64, Error> {
-            try_code!(Ok::<_, Error>(
+            enter(&mut caller, HostFn::TimerStart)?;
+            try_code!(
                 caller
                     .data_mut()
-                    .allowed(&Permission::Timer)
-                    .map_err(i64::from)
-            ));
+                    .allowed(HostFn::TimerStart, &Permission::Timer)
+                    .map(|r| r.map_err(i64::from))
+            );
             let label = try_code!(
                 read_str(&mut caller, "timer_start label", lp, ll, 64)
                     .map(|r| r.map_err(i64::from))
@@ -401,12 +732,19 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
                     format!("timer_start: {ms} ms is outside 1 s to 7 days"),
                 )));
             }
-            if state.timers >= MAX_TIMERS_PER_CALL {
-                return Ok(i64::from(state.fail(
-                    Code::Limit,
-                    format!("timer_start: at most {MAX_TIMERS_PER_CALL} timers per call"),
-                )));
-            }
+            let started = state.used.timers;
+            try_code!(
+                state
+                    .cap(
+                        HostFn::TimerStart,
+                        started >= MAX_TIMERS_PER_CALL,
+                        format_args!("{MAX_TIMERS_PER_CALL} timers"),
+                    )
+                    .map(|r| r.map_err(i64::from))
+            );
+            state.used.timers += 1;
+            charge(&mut caller, cost::FILE_WRITE)?;
+            let state = caller.data_mut();
             let label = Some(label.trim()).filter(|l| !l.is_empty());
             let result = state.env.services.timers.start(
                 &state.satellite,
@@ -415,14 +753,11 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
                 Duration::from_millis(ms as u64),
             );
             Ok(match result {
-                Ok(timer) => {
-                    state.timers += 1;
-                    timer
-                        .id
-                        .trim_start_matches("t-")
-                        .parse::<i64>()
-                        .unwrap_or(0)
-                }
+                Ok(timer) => timer
+                    .id
+                    .trim_start_matches("t-")
+                    .parse::<i64>()
+                    .unwrap_or(0),
                 Err(crate::timers::StartError::Timer(e)) => {
                     i64::from(state.fail(Code::Limit, e.to_string()))
                 }
@@ -437,23 +772,36 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
         m,
         "timer_cancel",
         |mut caller: Caller<'_, CallState>, n: i64| -> Result<i32, Error> {
-            try_code!(Ok::<_, Error>(
-                caller.data_mut().allowed(&Permission::Timer)
-            ));
+            enter(&mut caller, HostFn::TimerCancel)?;
+            try_code!(
+                caller
+                    .data_mut()
+                    .allowed(HostFn::TimerCancel, &Permission::Timer)
+            );
             let state = caller.data_mut();
+            let cancels = state.used.timer_cancels;
+            try_code!(state.cap(
+                HostFn::TimerCancel,
+                cancels >= MAX_TIMER_CANCELS_PER_CALL,
+                format_args!("{MAX_TIMER_CANCELS_PER_CALL} cancels"),
+            ));
+            state.used.timer_cancels += 1;
             let id = format!("t-{n}");
             // Only the asking satellite's timers: TimerService::cancel filters by satellite.
-            match state
+            let result = state
                 .env
                 .services
                 .timers
-                .cancel(&state.satellite, std::slice::from_ref(&id))
-            {
-                Ok(gone) if gone.is_empty() => {
-                    Ok(state.fail(Code::NotFound, format!("no timer {id} on this satellite")))
+                .cancel(&state.satellite, std::slice::from_ref(&id));
+            match result {
+                Ok(gone) if gone.is_empty() => Ok(caller
+                    .data_mut()
+                    .fail(Code::NotFound, format!("no timer {id} on this satellite"))),
+                Ok(_) => {
+                    charge(&mut caller, cost::FILE_WRITE)?;
+                    Ok(0)
                 }
-                Ok(_) => Ok(0),
-                Err(e) => Ok(state.fail(Code::Internal, e.to_string())),
+                Err(e) => Ok(caller.data_mut().fail(Code::Internal, e.to_string())),
             }
         },
     )?;
@@ -467,9 +815,12 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
          target: i32,
          permille: i32|
          -> Result<i32, Error> {
-            try_code!(Ok::<_, Error>(
-                caller.data_mut().allowed(&Permission::AudioPlay)
-            ));
+            enter(&mut caller, HostFn::AudioPlay)?;
+            try_code!(
+                caller
+                    .data_mut()
+                    .allowed(HostFn::AudioPlay, &Permission::AudioPlay)
+            );
             let sound = try_code!(read_str(&mut caller, "audio_play name", np, nl, 255));
             let state = caller.data_mut();
             let target = match target {
@@ -482,6 +833,16 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
                     ));
                 }
             };
+            // Every attempt counts: a sound that fails to play was still read.
+            let plays = state.used.plays;
+            try_code!(state.cap(
+                HostFn::AudioPlay,
+                plays >= MAX_AUDIO_PLAYS_PER_CALL,
+                format_args!("{MAX_AUDIO_PLAYS_PER_CALL} sounds"),
+            ));
+            state.used.plays += 1;
+            charge(&mut caller, cost::PLAYBACK)?;
+            let state = caller.data_mut();
             let volume = (permille.clamp(0, 1000) as f32) / 1000.0;
             let playback = state.env.services.playback.clone();
             match playback.play(&state.satellite, state.protocol, &sound, target, volume) {
@@ -493,6 +854,7 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
     )?;
 
     linker.func_wrap(m, "mqtt_publish", |mut caller: Caller<'_, CallState>, tp: i32, tl: i32, pp: i32, pl: i32| -> Result<i32, Error> {
+        enter(&mut caller, HostFn::MqttPublish)?;
         range(&caller, "mqtt_publish payload", pp, pl)?;
         let topic = try_code!(read_str(&mut caller, "mqtt_publish topic", tp, tl, 256));
         if pl as usize > abi::MAX_PUBLISH {
@@ -503,8 +865,7 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
         }
         let state = caller.data_mut();
         if state.env.topics.is_own(&topic) || topic.starts_with('$') {
-            state.deny("mqtt.own_topics", &format!("mqtt_publish: \"{topic}\" belongs to the hub or the broker; skills never publish there"));
-            return Ok(Code::Denied as i32);
+            return state.deny(HostFn::MqttPublish, "mqtt.own_topics", &format!("mqtt_publish: \"{topic}\" belongs to the hub or the broker; skills never publish there"));
         }
         let candidates: Vec<Permission> = state
             .skill
@@ -514,20 +875,17 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
             .cloned()
             .collect();
         if candidates.is_empty() {
-            state.deny("mqtt.outside_filter", &format!("mqtt_publish: \"{topic}\" is outside every mqtt.publish filter the manifest declares"));
-            return Ok(Code::Denied as i32);
+            return state.deny(HostFn::MqttPublish, "mqtt.outside_filter", &format!("mqtt_publish: \"{topic}\" is outside every mqtt.publish filter the manifest declares"));
         }
-        if !candidates.iter().any(|p| state.allowed(p).is_ok()) {
-            return Ok(Code::Denied as i32);
-        }
-        if state.publishes >= MAX_PUBLISHES_PER_CALL {
-            return Ok(state.fail(Code::Limit, format!("mqtt_publish: at most {MAX_PUBLISHES_PER_CALL} messages per call")));
-        }
-        let payload = read(&caller, "mqtt_publish payload", pp, pl)?;
+        try_code!(first_allowed(state, HostFn::MqttPublish, &candidates));
+        let publishes = state.used.publishes;
+        try_code!(state.cap(HostFn::MqttPublish, publishes >= MAX_PUBLISHES_PER_CALL, format_args!("{MAX_PUBLISHES_PER_CALL} messages")));
+        let payload = read(&mut caller, "mqtt_publish payload", pp, pl)?;
+        charge(&mut caller, cost::MESSAGE)?;
         let state = caller.data_mut();
         match state.env.outbox.try_send(Message { topic, payload, retain: false }) {
             Ok(()) => {
-                state.publishes += 1;
+                state.used.publishes += 1;
                 Ok(0)
             }
             Err(_) => Ok(state.fail(Code::Limit, "mqtt_publish: the hub's outgoing queue is full; try again later")),
@@ -543,12 +901,27 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
          out: i32,
          cap: i32|
          -> Result<i32, Error> {
+            enter(&mut caller, HostFn::SecretRead)?;
             range(&caller, "secret_read", out, cap)?;
             let id = try_code!(read_str(&mut caller, "secret_read id", ip, il, 64));
             let permission = Permission::SecretsRead(id.clone());
-            try_code!(Ok::<_, Error>(caller.data_mut().allowed(&permission)));
-            let path = caller.data().env.secrets_path.clone();
-            match secrets::read(&path, &id) {
+            let state = caller.data_mut();
+            try_code!(state.allowed(HostFn::SecretRead, &permission));
+            let reads = state.used.secret_reads;
+            try_code!(state.cap(
+                HostFn::SecretRead,
+                reads >= MAX_SECRET_READS_PER_CALL,
+                format_args!("{MAX_SECRET_READS_PER_CALL} reads"),
+            ));
+            state.used.secret_reads += 1;
+            let env = state.env.clone();
+            let lookup = env.secrets.read(&id);
+            let fuel = match lookup.file_read {
+                Some(n) => cost::FILE_READ.saturating_add(bytes(n as usize)),
+                None => cost::FILE_STAT,
+            };
+            charge(&mut caller, fuel)?;
+            match lookup.value {
                 Ok(Some(value)) => {
                     write_out(&mut caller, "secret_read", out, cap, value.as_bytes())
                 }
@@ -561,14 +934,20 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
     )?;
 
     linker.func_wrap(m, "http_request", |mut caller: Caller<'_, CallState>, rp: i32, rl: i32, out: i32, cap: i32| -> Result<i32, Error> {
+        enter(&mut caller, HostFn::HttpRequest)?;
         range(&caller, "http_request", rp, rl)?;
         range(&caller, "http_request", out, cap)?;
         let state = caller.data_mut();
         let declared: Vec<Permission> =
             state.skill.permissions.iter().filter(|p| matches!(p, Permission::NetHttp(_))).cloned().collect();
-        if !declared.iter().any(|p| state.allowed(p).is_ok()) {
-            return Ok(Code::Denied as i32);
+        if declared.is_empty() {
+            // Cannot happen: the import needs a declared net.http to load.
+            return Ok(state.fail(Code::Denied, "http_request: the manifest declares no net.http"));
         }
+        try_code!(first_allowed(state, HostFn::HttpRequest, &declared));
+        let requests = state.used.http_requests;
+        try_code!(state.cap(HostFn::HttpRequest, requests >= MAX_HTTP_REQUESTS_PER_CALL, format_args!("{MAX_HTTP_REQUESTS_PER_CALL} requests")));
+        state.used.http_requests += 1;
         Ok(state.fail(
             Code::Unsupported,
             "net.http is not supported by this hub yet: the permission was accepted, but no request is made",
@@ -576,4 +955,69 @@ fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerErr
     })?;
 
     Ok(())
+}
+
+/// The first of `candidates` the gate allows; when none is, one denial (of
+/// the last candidate asked), not one per candidate.
+fn first_allowed(
+    state: &mut CallState,
+    f: HostFn,
+    candidates: &[Permission],
+) -> Result<Result<(), i32>, Error> {
+    let mut refused = None;
+    for permission in candidates {
+        let decision = policy::decide(
+            state.env.tier,
+            &state.skill.subject(),
+            &Action::Use(permission),
+        );
+        if decision.allow {
+            return Ok(Ok(()));
+        }
+        refused = Some(decision);
+    }
+    let decision = refused.expect("at least one candidate");
+    state.deny(f, decision.rule, &decision.reason).map(Err)
+}
+
+/// The per-call cap on kv writes, before one.
+fn kv_write_allowed(
+    caller: &mut Caller<'_, CallState>,
+    f: HostFn,
+) -> Result<Result<(), i32>, Error> {
+    let state = caller.data_mut();
+    let writes = state.used.kv_writes;
+    let allowed = state.cap(
+        f,
+        writes >= MAX_KV_WRITES_PER_CALL,
+        format_args!("{MAX_KV_WRITES_PER_CALL} writes (kv_set and kv_delete together)"),
+    )?;
+    if allowed.is_ok() {
+        state.used.kv_writes += 1;
+    }
+    Ok(allowed)
+}
+
+/// After a kv write: charges what it wrote to disk, or answers why it wrote
+/// nothing.
+fn kv_written(
+    caller: &mut Caller<'_, CallState>,
+    f: HostFn,
+    result: Result<usize, KvError>,
+) -> Result<i32, Error> {
+    match result {
+        Ok(written) => {
+            caller.data_mut().used.kv_bytes_written += written;
+            let fuel = (written as u64)
+                .saturating_mul(cost::DISK_BYTE)
+                .saturating_add(cost::FILE_WRITE);
+            charge(caller, fuel)?;
+            Ok(0)
+        }
+        Err(KvError::WriteBudget { .. }) => caller.data_mut().over_cap(
+            f,
+            format_args!("{MAX_KV_WRITE_BYTES_PER_CALL} bytes written to disk"),
+        ),
+        Err(e) => Ok(caller.data_mut().kv_failed(&e)),
+    }
 }

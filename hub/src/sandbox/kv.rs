@@ -15,6 +15,10 @@ use crate::fsutil::{create_private_dir, write_atomic};
 pub enum KvError {
     #[error("kv: the store would hold {would} bytes; the limit is {limit}")]
     Full { would: usize, limit: usize },
+    /// Saving would write more than the caller may still write (a per-call
+    /// cap of the sandbox); nothing was changed.
+    #[error("kv: saving the store takes {bytes} bytes; this call may write {left} more")]
+    WriteBudget { bytes: usize, left: usize },
     #[error("kv: cannot save the store: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -23,6 +27,7 @@ impl KvError {
     pub fn code(&self) -> Code {
         match self {
             KvError::Full { .. } => Code::TooLarge,
+            KvError::WriteBudget { .. } => Code::Limit,
             KvError::Io(_) => Code::Internal,
         }
     }
@@ -80,7 +85,9 @@ impl KvStore {
         self.lock().get(key).cloned()
     }
 
-    pub fn set(&self, key: &str, value: Vec<u8>) -> Result<(), KvError> {
+    /// Stores `value` under `key` and saves the whole store, unless saving
+    /// would write more than `max_write` bytes. Returns the bytes written.
+    pub fn set(&self, key: &str, value: Vec<u8>, max_write: usize) -> Result<usize, KvError> {
         let mut map = self.lock();
         let mut next = map.clone();
         next.insert(key.to_string(), value);
@@ -91,33 +98,40 @@ impl KvStore {
                 limit: abi::MAX_KV_TOTAL,
             });
         }
-        self.save(&next)?;
+        let written = self.save(&next, max_write)?;
         *map = next;
-        Ok(())
+        Ok(written)
     }
 
-    pub fn delete(&self, key: &str) -> Result<bool, KvError> {
+    /// Removes `key` and saves the whole store, unless saving would write
+    /// more than `max_write` bytes. Returns the bytes written, `None` when
+    /// there was no such key (nothing is written).
+    pub fn delete(&self, key: &str, max_write: usize) -> Result<Option<usize>, KvError> {
         let mut map = self.lock();
         if !map.contains_key(key) {
-            return Ok(false);
+            return Ok(None);
         }
         let mut next = map.clone();
         next.remove(key);
-        self.save(&next)?;
+        let written = self.save(&next, max_write)?;
         *map = next;
-        Ok(true)
+        Ok(Some(written))
     }
 
-    fn save(&self, map: &BTreeMap<String, Vec<u8>>) -> Result<(), KvError> {
+    fn save(&self, map: &BTreeMap<String, Vec<u8>>, max_write: usize) -> Result<usize, KvError> {
+        let on_disk = OnDisk(map.iter().map(|(k, v)| (k.clone(), to_hex(v))).collect());
+        let bytes = serde_json::to_vec(&on_disk).expect("kv serializes");
+        if bytes.len() > max_write {
+            return Err(KvError::WriteBudget {
+                bytes: bytes.len(),
+                left: max_write,
+            });
+        }
         if let Some(dir) = self.path.parent() {
             create_private_dir(dir)?;
         }
-        let on_disk = OnDisk(map.iter().map(|(k, v)| (k.clone(), to_hex(v))).collect());
-        write_atomic(
-            &self.path,
-            &serde_json::to_vec(&on_disk).expect("kv serializes"),
-        )?;
-        Ok(())
+        write_atomic(&self.path, &bytes)?;
+        Ok(bytes.len())
     }
 }
 
@@ -149,14 +163,14 @@ mod tests {
     fn values_persist_across_reopening() {
         let d = dir("persist");
         let kv = KvStore::open(&d, "shopping_list").unwrap();
-        kv.set("items", b"milk\neggs".to_vec()).unwrap();
-        kv.set("empty", Vec::new()).unwrap();
+        kv.set("items", b"milk\neggs".to_vec(), usize::MAX).unwrap();
+        kv.set("empty", Vec::new(), usize::MAX).unwrap();
         drop(kv);
         let kv = KvStore::open(&d, "shopping_list").unwrap();
         assert_eq!(kv.get("items").unwrap(), b"milk\neggs");
         assert_eq!(kv.get("empty").unwrap(), b"");
-        assert!(kv.delete("items").unwrap());
-        assert!(!kv.delete("items").unwrap());
+        assert!(kv.delete("items", usize::MAX).unwrap().is_some());
+        assert_eq!(kv.delete("items", usize::MAX).unwrap(), None);
         assert!(
             KvStore::open(&d, "other").unwrap().get("empty").is_none(),
             "stores are per skill"
@@ -171,14 +185,35 @@ mod tests {
         let big = vec![7u8; abi::MAX_KV_VALUE];
         let mut stored = 0;
         let err = loop {
-            match kv.set(&format!("k{stored}"), big.clone()) {
-                Ok(()) => stored += 1,
+            match kv.set(&format!("k{stored}"), big.clone(), usize::MAX) {
+                Ok(_) => stored += 1,
                 Err(e) => break e,
             }
         };
         assert!(matches!(err, KvError::Full { .. }), "{err}");
         assert_eq!(err.code(), Code::TooLarge);
         assert!(stored >= 10);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_save_over_the_callers_write_allowance_changes_nothing() {
+        let d = dir("allowance");
+        let kv = KvStore::open(&d, "thrifty").unwrap();
+        let written = kv.set("a", vec![1; 100], usize::MAX).unwrap();
+        assert_eq!(written as u64, std::fs::metadata(&kv.path).unwrap().len());
+        let err = kv.set("b", vec![2; 100], written).unwrap_err();
+        assert!(matches!(err, KvError::WriteBudget { .. }), "{err}");
+        assert_eq!(err.code(), Code::Limit);
+        assert!(kv.get("b").is_none(), "not set in memory either");
+        assert!(matches!(
+            kv.delete("a", 1),
+            Err(KvError::WriteBudget { .. })
+        ));
+        assert!(kv.get("a").is_some());
+        drop(kv);
+        let kv = KvStore::open(&d, "thrifty").unwrap();
+        assert!(kv.get("b").is_none() && kv.get("a").is_some());
         std::fs::remove_dir_all(&d).unwrap();
     }
 
