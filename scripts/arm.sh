@@ -20,14 +20,20 @@ started=$SECONDS
 step() { printf '   (%ds so far)\n' $((SECONDS - started)); }
 
 # Tests under emulation: everything of hark-hub and of the integration tests
-# except those that need Python on the host (the Rhasspy Hermes peer) and the
+# except those that need Python on the host (the Rhasspy Hermes peer), the
 # SDK tutorial, which builds a new skill with the host's cargo and so tests
-# the host, not the board.
-test_filter='not (binary(hermes) | test(the_tutorial_takes_a_new_skill_from_scaffold_to_a_signed_reply))'
+# the host, not the board, and the attack tests (host_budget,
+# hostile_clients, load_bounds): they race a per-call cap, a flood or a
+# reload against the clock, and under emulation (20-50x slower, the disk
+# and the broker not) the race flips. What they check is the same on every
+# target, and the native run checks it.
+test_filter='not (binary(hermes) | binary(host_budget) | binary(hostile_clients) | binary(load_bounds) | test(the_tutorial_takes_a_new_skill_from_scaffold_to_a_signed_reply))'
 
 # A regression guard, not the goal: the aarch64 binary with every default
-# feature is 3.5 MiB (README "Footprint"); past 4 MiB, find out what grew.
-size_budget=4194304
+# feature is 4.1 MiB (README "Footprint"; 0.5 MiB of it since panics unwind,
+# so a panic on the request path costs one request, not the hub); past
+# 4.5 MiB, find out what grew.
+size_budget=4718592
 # Raspberry Pi OS bookworm's glibc.
 max_glibc=2.36
 

@@ -19,6 +19,8 @@
 //!
 //! `--responder echo` replaces the hub with a minimal client that answers
 //! every intent at once: the floor that broker and network alone impose.
+//! `--echo-event` makes it publish an event before each reply, as the hub
+//! does for `timer.set`: the floor for requests that answer with an event.
 //!
 //! `--broker external --port N` uses a broker already listening on
 //! 127.0.0.1:N, and `--responder none` starts no responder: for timing
@@ -53,6 +55,7 @@ struct Options {
     protocol: String,
     port: Option<u16>,
     hub_toml: String,
+    echo_event: bool,
 }
 
 fn parse_options() -> Options {
@@ -69,6 +72,7 @@ fn parse_options() -> Options {
         protocol: "native".into(),
         port: None,
         hub_toml: String::new(),
+        echo_event: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -106,6 +110,7 @@ fn parse_options() -> Options {
             "--expect" => o.expect = value(),
             "--protocol" => o.protocol = value(),
             "--hub-toml" => o.hub_toml = value(),
+            "--echo-event" => o.echo_event = true,
             "--port" => {
                 o.port = Some(
                     value()
@@ -140,7 +145,7 @@ fn usage(problem: &str) -> ! {
         "usage: hark-load [--broker embedded|mosquitto|external] [--port N] \
          [--responder hub|echo|none] [--sats N] \
          [--inflight K] [--seconds S] [--intent NAME] [--args JSON] [--skill dice|spin] \
-         [--expect ok|timeout] [--protocol native|hermes] [--hub-toml TOML]"
+         [--expect ok|timeout] [--protocol native|hermes] [--hub-toml TOML] [--echo-event]"
     );
     std::process::exit(2)
 }
@@ -201,8 +206,10 @@ fn client(port: u16, id: &str) -> (AsyncClient, rumqttc::EventLoop) {
     (client, eventloop)
 }
 
-/// Answers every intent at once, on its own thread like the hub.
-fn start_echo(port: u16) {
+/// Answers every intent at once, on its own thread like the hub; with
+/// `with_event`, publishes an event before each reply, as `timer.set` does
+/// (`timer_started`): the floor for a request that answers with an event.
+fn start_echo(port: u16, with_event: bool) {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -244,6 +251,17 @@ fn start_echo(port: u16) {
                         let reply = json!({"id": id, "status": "ok"}).to_string();
                         let client = client.clone();
                         tokio::spawn(async move {
+                            if with_event {
+                                let event = json!({"event": "timer_started", "timer_id": "t-1"});
+                                let _ = client
+                                    .publish(
+                                        format!("hark/event/{sat}"),
+                                        QoS::AtLeastOnce,
+                                        false,
+                                        event.to_string(),
+                                    )
+                                    .await;
+                            }
                             let _ = client
                                 .publish(
                                     format!("hark/reply/{sat}"),
@@ -551,7 +569,7 @@ fn main() {
             hark_hub::broker::start(([127, 0, 0, 1], port).into(), 65536, None, open_files)
                 .unwrap();
             if o.responder == "echo" {
-                start_echo(port);
+                start_echo(port, o.echo_event);
             }
         }
         (_, "hub") => {
@@ -562,7 +580,7 @@ fn main() {
                 &o.hub_toml,
             ))
         }
-        (_, "echo") => start_echo(port),
+        (_, "echo") => start_echo(port, o.echo_event),
         _ => {}
     }
     wait_for_port(port);
