@@ -1,0 +1,330 @@
+//! The writer: appends records to the chain, and resumes it on open, even after a torn write.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::line::{encode_line, parse_line};
+use super::sync::{Head, SyncJob};
+use super::tail::{TAIL_CHUNK, read_tail};
+use super::{AuditError, FILE_MODE, Kind, Record, format_timestamp};
+
+/// The `prev` of record 1.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The writer. One per log file: `open` takes an exclusive `flock`, because two writers would
+/// interleave two chains.
+#[derive(Debug)]
+pub struct AuditLog {
+    file: File,
+    path: PathBuf,
+    last_seq: u64,
+    last_hash: String,
+    /// Appended since the last sync.
+    dirty: bool,
+    /// File length as this writer left it, so a failed write can be cut back off.
+    len: u64,
+    /// The file ends in a fragment that is not a line; the next append starts with '\n' to isolate it.
+    pending_newline: bool,
+}
+
+impl AuditLog {
+    /// Opens (creating parent dirs and the file, mode 0640) and resumes the chain from the last
+    /// complete record.
+    ///
+    /// If the file ends in a partial line (a write torn by a crash), it is kept for the verifier
+    /// to report, and an `error` record with code `torn_write` is appended in the same write as the
+    /// newline that isolates it. Writing both at once means a second crash right after this one
+    /// cannot leave the fragment as the last complete line, which would stop the next open.
+    pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(AuditError::io(dir, "create its directory"))?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(FILE_MODE)
+            .open(path)
+            .map_err(AuditError::io(path, "open"))?;
+        lock_exclusive(&file, path)?;
+        let len = file
+            .metadata()
+            .map_err(AuditError::io(path, "read metadata"))?
+            .len();
+        let tail = match read_tail(&mut file, len, TAIL_CHUNK) {
+            Ok(tail) => tail,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(AuditError::CorruptTail {
+                    path: path.to_owned(),
+                    reason: e.to_string(),
+                });
+            }
+            Err(e) => return Err(AuditError::io(path, "read")(e)),
+        };
+        let (last_seq, last_hash) = match &tail.last_line {
+            None => (0, GENESIS.to_owned()),
+            Some(line) => match parse_line(line) {
+                Ok(rec) => (rec.seq, rec.hash),
+                Err((_, reason)) => {
+                    return Err(AuditError::CorruptTail {
+                        path: path.to_owned(),
+                        reason,
+                    });
+                }
+            },
+        };
+        let mut log = AuditLog {
+            file,
+            path: path.to_owned(),
+            last_seq,
+            last_hash,
+            // A first sync after open also repairs a missing or stale head file.
+            dirty: last_seq > 0,
+            len,
+            pending_newline: false,
+        };
+        if tail.partial_len > 0 {
+            tracing::warn!(
+                path = %path.display(),
+                bytes = tail.partial_len,
+                resumes_after_seq = last_seq,
+                "audit log ends in a partial line (a write torn by a crash); isolating it and continuing the chain"
+            );
+            log.pending_newline = true;
+            let note = Record {
+                code: Some("torn_write".to_owned()),
+                message: Some(format!(
+                    "the log ended in a partial line of {} bytes (a write torn by a crash); it was \
+                     isolated on its own line and the chain continues from seq {last_seq}",
+                    tail.partial_len
+                )),
+                ..Record::new(Kind::Error)
+            };
+            log.append(&note)?;
+            log.sync()?;
+        }
+        Ok(log)
+    }
+
+    /// Appends one record; returns its seq. The line reaches the kernel (one write(2) of the
+    /// whole line) before this returns, so a crash of the process after it loses nothing.
+    pub fn append(&mut self, record: &Record) -> Result<u64, AuditError> {
+        let seq = self.last_seq + 1;
+        let ts = format_timestamp(SystemTime::now());
+        let (mut line, hash) =
+            encode_line(seq, &ts, record, &self.last_hash).map_err(AuditError::Encode)?;
+        if self.pending_newline {
+            line.insert(0, b'\n');
+        }
+        if let Err(error) = self.file.write_all(&line) {
+            // A short write (disk full) leaves a fragment that the next line would fuse with.
+            let now = self.file.metadata().map(|m| m.len()).ok();
+            if now != Some(self.len) && self.file.set_len(self.len).is_err() {
+                self.pending_newline = true;
+            }
+            return Err(AuditError::Io {
+                path: self.path.clone(),
+                action: "append",
+                error,
+            });
+        }
+        self.len += line.len() as u64;
+        self.last_seq = seq;
+        self.last_hash = hash;
+        self.dirty = true;
+        self.pending_newline = false;
+        Ok(seq)
+    }
+
+    /// fdatasyncs the log, then writes the head file (`<path>.head`, via `<path>.head.tmp` and a
+    /// rename). Cheap when nothing changed since the last sync.
+    pub fn sync(&mut self) -> Result<(), AuditError> {
+        match self.prepare_sync()? {
+            Some(job) => job.run(),
+            None => Ok(()),
+        }
+    }
+
+    /// The slow part of [`AuditLog::sync`] (two fsyncs and a rename) as a job
+    /// that runs without holding the log, so appends never wait for the
+    /// disk; `None` when nothing changed since the last sync.
+    pub fn prepare_sync(&mut self) -> Result<Option<SyncJob>, AuditError> {
+        if !self.dirty {
+            return Ok(None);
+        }
+        let file = self
+            .file
+            .try_clone()
+            .map_err(AuditError::io(&self.path, "sync"))?;
+        self.dirty = false;
+        Ok(Some(SyncJob {
+            file,
+            path: self.path.clone(),
+            head: Head {
+                seq: self.last_seq,
+                hash: self.last_hash.clone(),
+            },
+        }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// 0 when empty.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// The hash of the last record, [`GENESIS`] when empty.
+    pub fn last_hash(&self) -> &str {
+        &self.last_hash
+    }
+}
+
+fn lock_exclusive(file: &File, path: &Path) -> Result<(), AuditError> {
+    // SAFETY: flock takes a plain descriptor number; `file` keeps it open for the whole call.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let error = io::Error::last_os_error();
+    if error.kind() == io::ErrorKind::WouldBlock {
+        Err(AuditError::Locked {
+            path: path.to_owned(),
+        })
+    } else {
+        Err(AuditError::io(path, "lock")(error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::{self, OpenOptions};
+
+    use crate::audit::test_util::{
+        TestDir, read_lines, request, verify_err, write_lines, write_log,
+    };
+    use crate::audit::{AuditError, AuditLog, GENESIS, Kind, Record, head_path, verify};
+
+    #[test]
+    fn the_chain_continues_across_reopening_and_verifies() {
+        let dir = TestDir::new("reopen");
+        let path = dir.log();
+        let mut log = AuditLog::open(&path).unwrap();
+        assert_eq!(log.last_seq(), 0);
+        assert_eq!(log.last_hash(), GENESIS);
+        for i in 1..=3 {
+            assert_eq!(log.append(&request(i)).unwrap(), u64::from(i));
+        }
+        let hash3 = log.last_hash().to_owned();
+        drop(log);
+
+        let mut log = AuditLog::open(&path).unwrap();
+        assert_eq!(log.last_seq(), 3);
+        assert_eq!(log.last_hash(), hash3);
+        assert_eq!(log.append(&Record::new(Kind::Stop)).unwrap(), 4);
+        assert_eq!(log.append(&Record::new(Kind::Start)).unwrap(), 5);
+        log.sync().unwrap();
+
+        let report = verify(&path).unwrap();
+        assert_eq!(report.records, 5);
+        assert_eq!(report.last_seq, 5);
+        assert_eq!(report.last_hash, log.last_hash());
+    }
+
+    #[test]
+    fn a_torn_last_line_is_isolated_on_open_and_reported_by_verify() {
+        let dir = TestDir::new("torn");
+        let path = write_log(&dir, 5);
+        let lines = read_lines(&path);
+        let full = fs::metadata(&path).unwrap().len();
+        let cut = full - lines[4].len() as u64 / 2;
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
+
+        let mut log = AuditLog::open(&path).unwrap();
+        assert_eq!(
+            log.last_seq(),
+            5,
+            "the chain resumes after seq 4 with a torn_write note"
+        );
+        assert_eq!(log.append(&request(6)).unwrap(), 6);
+        log.sync().unwrap();
+        drop(log);
+
+        let lines = read_lines(&path);
+        assert_eq!(lines.len(), 7);
+        assert!(lines[5].contains("\"kind\":\"error\""), "{}", lines[5]);
+        assert!(lines[5].contains("\"code\":\"torn_write\""), "{}", lines[5]);
+        let e = verify_err(&path);
+        assert_eq!((e.line, e.seq), (5, Some(5)));
+        assert!(e.reason.contains("torn"), "{e}");
+
+        // Everything but the fragment is one intact chain.
+        let mut without = lines.clone();
+        without.remove(4);
+        write_lines(&path, &without);
+        assert_eq!(verify(&path).unwrap().last_seq, 6);
+    }
+
+    #[test]
+    fn a_damaged_last_record_stops_open_with_advice() {
+        let dir = TestDir::new("bad-tail");
+        let path = write_log(&dir, 3);
+        let mut lines = read_lines(&path);
+        lines[2] = lines[2].replace("kitchen", "cellar!");
+        write_lines(&path, &lines);
+
+        let e = AuditLog::open(&path).unwrap_err();
+        assert!(matches!(e, AuditError::CorruptTail { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!("hark audit verify {}", path.display())),
+            "{msg}"
+        );
+        assert!(msg.contains("move the file aside"), "{msg}");
+    }
+
+    #[test]
+    fn a_second_writer_is_refused() {
+        let dir = TestDir::new("lock");
+        let path = dir.log();
+        let _first = AuditLog::open(&path).unwrap();
+        let e = AuditLog::open(&path).unwrap_err();
+        assert!(matches!(e, AuditError::Locked { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn open_creates_parent_directories_and_a_private_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TestDir::new("create");
+        let path = dir.0.join("state/hark/audit.jsonl");
+        let mut log = AuditLog::open(&path).unwrap();
+        log.append(&Record::new(Kind::Start)).unwrap();
+        log.sync().unwrap();
+        for p in [path.clone(), head_path(&path)] {
+            let mode = fs::metadata(&p).unwrap().permissions().mode();
+            assert_eq!(mode & 0o137, 0, "{} has mode {mode:o}", p.display());
+        }
+    }
+
+    #[test]
+    fn a_big_log_reopens_and_continues() {
+        let dir = TestDir::new("big");
+        let path = write_log(&dir, 10_000);
+        let mut log = AuditLog::open(&path).unwrap();
+        assert_eq!(log.last_seq(), 10_000);
+        assert_eq!(log.append(&request(10_001)).unwrap(), 10_001);
+        log.sync().unwrap();
+        assert_eq!(verify(&path).unwrap().records, 10_001);
+    }
+}

@@ -1,0 +1,37 @@
+//! The audit log: an append-only, hash-chained JSON Lines file with one record per request,
+//! refusal, skill load, timer and error, and the verifier behind `hark audit verify`. An edited,
+//! deleted or reordered line breaks the chain; the head file catches lines cut off the end.
+//!
+//! Layout:
+//! - `record`: [`Record`], the facts of one event
+//! - `line`: one line of the file, its hash, and reading it back
+//! - `chain`: [`AuditLog`], the one writer: open, resume after a crash, append
+//! - `tail`: the last complete line of a big log, read backwards
+//! - `sync`: [`SyncJob`], fdatasync and the head file ([`head_path`]), off the hub's loop
+//! - `verify`: [`verify`], which names the first broken record
+//! - `shared`: [`Audit`], the log as the hub shares it
+//! - `timestamp`: [`format_timestamp`], RFC 3339 in UTC
+//! - `error`: [`AuditError`]
+
+mod chain;
+mod error;
+mod line;
+mod record;
+mod shared;
+mod sync;
+mod tail;
+#[cfg(test)]
+mod test_util;
+mod timestamp;
+mod verify;
+
+pub use chain::{AuditLog, GENESIS};
+pub use error::AuditError;
+pub use record::{Decision, Kind, Record};
+pub use shared::Audit;
+pub use sync::{SyncJob, head_path};
+pub use timestamp::format_timestamp;
+pub use verify::{VerifyError, VerifyReport, verify};
+
+/// Requests can carry what people said at home: no world access.
+const FILE_MODE: u32 = 0o640;

@@ -1,0 +1,420 @@
+//! `hark audit verify`: checks the whole chain and the head file, and names the first broken
+//! record and what probably happened to it.
+
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader};
+use std::path::Path;
+
+use super::GENESIS;
+use super::line::{is_hash, parse_line, sniff_seq};
+use super::sync::{Head, head_path};
+
+/// The verified log: how many records, and where the chain ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub records: u64,
+    /// 0 when empty.
+    pub last_seq: u64,
+    /// [`GENESIS`] when empty.
+    pub last_hash: String,
+}
+
+/// The first broken record. `line` is 1-based; 0 means the problem is not in a line (the file
+/// cannot be read, or its head file is invalid).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyError {
+    pub line: u64,
+    pub seq: Option<u64>,
+    pub reason: String,
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.seq) {
+            (0, _) => f.write_str(&self.reason),
+            (line, Some(seq)) => write!(f, "line {line} (seq {seq}): {}", self.reason),
+            (line, None) => write!(f, "line {line}: {}", self.reason),
+        }
+    }
+}
+
+impl std::error::Error for VerifyError {}
+
+impl VerifyError {
+    fn file(reason: String) -> VerifyError {
+        VerifyError {
+            line: 0,
+            seq: None,
+            reason,
+        }
+    }
+}
+
+/// Checks the whole chain and the head file; names the first broken record.
+pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
+    let cannot_read =
+        |e: io::Error| VerifyError::file(format!("cannot read {}: {e}", path.display()));
+    let head = read_head(&head_path(path))?;
+    let mut reader = BufReader::new(File::open(path).map_err(cannot_read)?);
+    let mut buf = Vec::new();
+    let mut line_no = 0u64;
+    let mut last: Option<(u64, String)> = None;
+    // Where the record the head file names was found, and its hash.
+    let mut at_head: Option<(u64, String)> = None;
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf).map_err(cannot_read)? == 0 {
+            break;
+        }
+        line_no += 1;
+        if buf.pop() != Some(b'\n') {
+            return Err(VerifyError {
+                line: line_no,
+                seq: sniff_seq(&buf),
+                reason: "the last line is incomplete: a write torn by a crash (or the log is \
+                         being written right now)"
+                    .to_owned(),
+            });
+        }
+        let rec = parse_line(&buf).map_err(|(seq, reason)| VerifyError {
+            line: line_no,
+            seq,
+            reason,
+        })?;
+        let broken = |reason: String| VerifyError {
+            line: line_no,
+            seq: Some(rec.seq),
+            reason,
+        };
+        match &last {
+            None if rec.seq != 1 => {
+                return Err(broken(format!(
+                    "records at the start were deleted: the first record has seq {}, not 1",
+                    rec.seq
+                )));
+            }
+            None if rec.prev != GENESIS => {
+                return Err(broken(
+                    "records at the start were deleted: the first record's prev is not the \
+                     genesis hash"
+                        .to_owned(),
+                ));
+            }
+            None => {}
+            Some((prev_seq, prev_hash)) => {
+                let expected = prev_seq + 1;
+                if rec.seq > expected {
+                    return Err(broken(explain_gap(
+                        &mut reader,
+                        line_no,
+                        *prev_seq,
+                        rec.seq,
+                    )));
+                }
+                if rec.seq < expected {
+                    return Err(broken(format!(
+                        "records were reordered: seq goes back from {prev_seq} to {}",
+                        rec.seq
+                    )));
+                }
+                if rec.prev != *prev_hash {
+                    return Err(broken(format!(
+                        "chain broken: a record before it was deleted or changed (its prev is not \
+                         the hash of seq {prev_seq})"
+                    )));
+                }
+            }
+        }
+        if head.as_ref().is_some_and(|h| h.seq == rec.seq) {
+            at_head = Some((line_no, rec.hash.clone()));
+        }
+        last = Some((rec.seq, rec.hash));
+    }
+    let (last_seq, last_hash) = last.unwrap_or((0, GENESIS.to_owned()));
+    if let Some(head) = head {
+        if last_seq < head.seq {
+            return Err(VerifyError {
+                line: line_no + 1,
+                seq: Some(last_seq + 1),
+                reason: format!(
+                    "log ends at seq {last_seq} but its head file says {}: the last records were \
+                     deleted",
+                    head.seq
+                ),
+            });
+        }
+        if let Some((line, hash)) = at_head {
+            if hash != head.hash {
+                return Err(VerifyError {
+                    line,
+                    seq: Some(head.seq),
+                    reason: format!(
+                        "record does not match its head file, which says its hash is {}: the log \
+                         was rewritten from here or earlier",
+                        head.hash
+                    ),
+                });
+            }
+        }
+    }
+    Ok(VerifyReport {
+        records: line_no,
+        last_seq,
+        last_hash,
+    })
+}
+
+/// A seq jump is a deletion, unless a missing seq turns up later: then the records were moved.
+fn explain_gap<R: BufRead>(rest: &mut R, line_no: u64, prev_seq: u64, seq: u64) -> String {
+    let missing = prev_seq + 1..seq;
+    let mut later = line_no;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match rest.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => later += 1,
+        }
+        if let Some(found) = sniff_seq(&buf).filter(|s| missing.contains(s)) {
+            return format!(
+                "records were reordered: seq {seq} comes before seq {found} (line {later})"
+            );
+        }
+    }
+    if missing.end - missing.start == 1 {
+        format!(
+            "a record was deleted before it: seq jumps from {prev_seq} to {seq}, seq {} is missing",
+            missing.start
+        )
+    } else {
+        format!(
+            "records were deleted before it: seq jumps from {prev_seq} to {seq}, seq {} to {} are \
+             missing",
+            missing.start,
+            seq - 1
+        )
+    }
+}
+
+fn read_head(path: &Path) -> Result<Option<Head>, VerifyError> {
+    let text = match fs::read(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(VerifyError::file(format!(
+                "cannot read head file {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    match serde_json::from_slice::<Head>(&text) {
+        Ok(head) if is_hash(head.hash.as_bytes()) => Ok(Some(head)),
+        _ => Err(VerifyError::file(format!(
+            "head file {} is damaged: it should hold {{\"seq\":N,\"hash\":\"<64 hex digits>\"}}",
+            path.display()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::{self, OpenOptions};
+
+    use sha2::{Digest, Sha256};
+
+    use crate::audit::line::hex;
+    use crate::audit::test_util::{TestDir, read_lines, verify_err, write_lines, write_log};
+    use crate::audit::{AuditLog, GENESIS, head_path, verify};
+
+    #[test]
+    fn editing_a_record_names_it() {
+        let dir = TestDir::new("edit");
+        let path = write_log(&dir, 5);
+        let mut lines = read_lines(&path);
+        lines[1] = lines[1].replace("\"minutes\":2", "\"minutes\":20");
+        write_lines(&path, &lines);
+
+        let e = verify_err(&path);
+        assert_eq!((e.line, e.seq), (2, Some(2)));
+        assert_eq!(
+            e.to_string(),
+            "line 2 (seq 2): record was edited: hash does not match its contents"
+        );
+    }
+
+    #[test]
+    fn a_line_that_is_not_json_is_reported_as_edited() {
+        let dir = TestDir::new("garbage");
+        let path = write_log(&dir, 3);
+        let mut lines = read_lines(&path);
+        lines[1] = "hello".to_owned();
+        write_lines(&path, &lines);
+
+        let e = verify_err(&path);
+        assert_eq!((e.line, e.seq), (2, None));
+        assert!(e.reason.contains("edited"), "{e}");
+    }
+
+    #[test]
+    fn a_record_without_its_hash_is_reported_as_edited() {
+        let dir = TestDir::new("nohash");
+        let path = write_log(&dir, 3);
+        let mut lines = read_lines(&path);
+        let cut = lines[2].rfind(",\"hash\":").unwrap();
+        lines[2] = format!("{}}}", &lines[2][..cut]);
+        write_lines(&path, &lines);
+
+        let e = verify_err(&path);
+        assert_eq!((e.line, e.seq), (3, Some(3)));
+        assert!(e.reason.contains("edited: it has no valid hash"), "{e}");
+    }
+
+    #[test]
+    fn a_rewritten_record_with_a_fresh_hash_breaks_the_chain_after_it() {
+        let dir = TestDir::new("rehash");
+        let path = write_log(&dir, 4);
+        let mut lines = read_lines(&path);
+        let cut = lines[1].rfind(",\"hash\":\"").unwrap();
+        let body = format!("{}}}", &lines[1][..cut].replace("kitchen", "hallway"));
+        let hash = hex(&Sha256::digest(body.as_bytes()));
+        lines[1] = format!("{},\"hash\":\"{hash}\"}}", &body[..body.len() - 1]);
+        write_lines(&path, &lines);
+
+        let e = verify_err(&path);
+        assert_eq!((e.line, e.seq), (3, Some(3)));
+        assert!(
+            e.reason
+                .starts_with("chain broken: a record before it was deleted or changed")
+        );
+    }
+
+    #[test]
+    fn deleting_a_record_names_the_next_one() {
+        let dir = TestDir::new("delete");
+        let path = write_log(&dir, 5);
+        let mut lines = read_lines(&path);
+        lines.remove(2);
+        write_lines(&path, &lines);
+
+        let e = verify_err(&path);
+        assert_eq!((e.line, e.seq), (3, Some(4)));
+        assert!(e.reason.contains("deleted"), "{e}");
+        assert!(e.reason.contains("seq 3 is missing"), "{e}");
+    }
+
+    #[test]
+    fn swapping_two_records_says_reordered() {
+        let dir = TestDir::new("swap");
+        let path = write_log(&dir, 5);
+        let mut lines = read_lines(&path);
+        lines.swap(1, 2);
+        write_lines(&path, &lines);
+
+        let e = verify_err(&path);
+        assert_eq!((e.line, e.seq), (2, Some(3)));
+        assert!(e.reason.contains("reordered"), "{e}");
+        assert!(
+            e.reason.contains("seq 3 comes before seq 2 (line 3)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_seq_that_goes_backwards_says_reordered() {
+        let dir = TestDir::new("backwards");
+        let path = write_log(&dir, 4);
+        let mut lines = read_lines(&path);
+        let second = lines[1].clone();
+        lines.push(second);
+        write_lines(&path, &lines);
+
+        let e = verify_err(&path);
+        assert_eq!((e.line, e.seq), (5, Some(2)));
+        assert!(
+            e.reason.contains("reordered: seq goes back from 4 to 2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn deleting_the_first_record_says_the_start_was_deleted() {
+        let dir = TestDir::new("first");
+        let path = write_log(&dir, 3);
+        let mut lines = read_lines(&path);
+        lines.remove(0);
+        write_lines(&path, &lines);
+
+        let e = verify_err(&path);
+        assert_eq!((e.line, e.seq), (1, Some(2)));
+        assert!(
+            e.reason.starts_with("records at the start were deleted"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn deleting_the_last_records_after_sync_is_caught_by_the_head_file() {
+        let dir = TestDir::new("tail-deleted");
+        let path = write_log(&dir, 5);
+        let mut lines = read_lines(&path);
+        lines.truncate(3);
+        write_lines(&path, &lines);
+
+        let e = verify_err(&path);
+        assert_eq!((e.line, e.seq), (4, Some(4)));
+        assert!(
+            e.reason.contains(
+                "log ends at seq 3 but its head file says 5: the last records were deleted"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_head_file_that_disagrees_with_the_log_names_the_record() {
+        let dir = TestDir::new("head-mismatch");
+        let path = write_log(&dir, 3);
+        fs::write(
+            head_path(&path),
+            format!("{{\"seq\":2,\"hash\":\"{}\"}}\n", "ab".repeat(32)),
+        )
+        .unwrap();
+
+        let e = verify_err(&path);
+        assert_eq!((e.line, e.seq), (2, Some(2)));
+        assert!(e.reason.contains("does not match its head file"), "{e}");
+    }
+
+    #[test]
+    fn verify_reports_a_last_line_without_newline_as_torn() {
+        let dir = TestDir::new("torn-verify");
+        let path = write_log(&dir, 3);
+        let len = fs::metadata(&path).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 1)
+            .unwrap();
+
+        let e = verify_err(&path);
+        assert_eq!((e.line, e.seq), (3, Some(3)));
+        assert!(e.reason.contains("torn"), "{e}");
+    }
+
+    #[test]
+    fn an_empty_log_verifies_and_a_missing_one_is_named() {
+        let dir = TestDir::new("empty");
+        let path = dir.log();
+        drop(AuditLog::open(&path).unwrap());
+        let report = verify(&path).unwrap();
+        assert_eq!((report.records, report.last_seq), (0, 0));
+        assert_eq!(report.last_hash, GENESIS);
+
+        let missing = dir.0.join("nope.jsonl");
+        let e = verify_err(&missing);
+        assert_eq!(e.line, 0);
+        assert!(e.to_string().contains("nope.jsonl"), "{e}");
+    }
+}
