@@ -20,8 +20,8 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 say "system packages"
 # mosquitto: a real broker for the integration tests; libasound2-dev and
-# pkg-config: cpal's ALSA backend; python3-venv: the real rhasspy-hermes
-# library the Hermes tests talk to.
+# pkg-config: cpal's ALSA backend; python3-venv: the real rhasspy-hermes and
+# wyoming libraries the Hermes and Wyoming tests talk to.
 packages=(mosquitto libasound2-dev pkg-config python3-venv)
 missing=()
 for p in "${packages[@]}"; do
@@ -57,7 +57,7 @@ say "build"
 # known to compile without a second, optimised build of everything.
 cargo build --workspace --all-targets --locked
 
-say "rhasspy-hermes (Hermes tests)"
+say "rhasspy-hermes and wyoming (Hermes and Wyoming tests)"
 scripts/hermes-venv.sh
 
 say "tests"

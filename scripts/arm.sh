@@ -20,14 +20,14 @@ started=$SECONDS
 step() { printf '   (%ds so far)\n' $((SECONDS - started)); }
 
 # Tests under emulation: everything of hark-hub and of the integration tests
-# except those that need Python on the host (the Rhasspy Hermes peer), the
-# SDK tutorial, which builds a new skill with the host's cargo and so tests
-# the host, not the board, and the attack tests (host_budget,
+# except those that need Python on the host (the Rhasspy Hermes and the
+# Wyoming peers), the SDK tutorial, which builds a new skill with the host's
+# cargo and so tests the host, not the board, and the attack tests (host_budget,
 # hostile_clients, load_bounds): they race a per-call cap, a flood or a
 # reload against the clock, and under emulation (20-50x slower, the disk
 # and the broker not) the race flips. What they check is the same on every
 # target, and the native run checks it.
-test_filter='not (binary(hermes) | binary(host_budget) | binary(hostile_clients) | binary(load_bounds) | test(the_tutorial_takes_a_new_skill_from_scaffold_to_a_signed_reply))'
+test_filter='not (binary(hermes) | binary(wyoming) | binary(host_budget) | binary(hostile_clients) | binary(load_bounds) | test(the_tutorial_takes_a_new_skill_from_scaffold_to_a_signed_reply))'
 
 # A regression guard, not the goal: the aarch64 binary with every default
 # feature is 4.1 MiB (README "Footprint"; 0.5 MiB of it since panics unwind,

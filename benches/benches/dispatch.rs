@@ -10,6 +10,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use hark_hub::Config;
 use hark_hub::events::Protocol;
 use hark_hub::hub::assemble;
+use hark_hub::protocols::native;
 
 fn dispatcher_benches(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("hark-bench-dispatch-{}", std::process::id()));
@@ -32,17 +33,15 @@ fn dispatcher_benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("dispatch");
     let cancel = br#"{"id":"r-1","intent":"system.cancel","args":{}}"#;
     group.bench_function("builtin_ok_system_cancel", |b| {
-        b.iter(|| rt.block_on(d.handle_payload("kitchen", Protocol::Native, black_box(cancel))))
+        b.iter(|| rt.block_on(native::answer(&d, "kitchen", black_box(cancel))))
     });
     let schema_error = br#"{"id":"r-2","intent":"timer.set","args":{"duration":5,"x":1}}"#;
     group.bench_function("schema_violation", |b| {
-        b.iter(|| {
-            rt.block_on(d.handle_payload("kitchen", Protocol::Native, black_box(schema_error)))
-        })
+        b.iter(|| rt.block_on(native::answer(&d, "kitchen", black_box(schema_error))))
     });
     let not_json = b"set a timer";
     group.bench_function("not_json", |b| {
-        b.iter(|| rt.block_on(d.handle_payload("kitchen", Protocol::Native, black_box(not_json))))
+        b.iter(|| rt.block_on(native::answer(&d, "kitchen", black_box(not_json))))
     });
     // timer.set appends to the timer journal (fsync) before it answers;
     // pair it with a cancel so the table stays small.
@@ -50,8 +49,8 @@ fn dispatcher_benches(c: &mut Criterion) {
     let clear = br#"{"id":"r-4","intent":"system.cancel","args":{"target":"timers"}}"#;
     group.bench_function("timer_set_then_cancel_with_fsync", |b| {
         b.iter(|| {
-            rt.block_on(d.handle_payload("kitchen", Protocol::Native, black_box(set)));
-            rt.block_on(d.handle_payload("kitchen", Protocol::Native, black_box(clear)))
+            rt.block_on(native::answer(&d, "kitchen", black_box(set)));
+            rt.block_on(native::answer(&d, "kitchen", black_box(clear)))
         })
     });
     group.finish();
@@ -73,7 +72,7 @@ fn full_table_benches(c: &mut Criterion) {
         let timer = Timer {
             id: format!("t-{n}"),
             satellite: format!("sat-{}", n % 400),
-            protocol: Protocol::Native,
+            protocol: Protocol::NATIVE,
             label: Some(format!("label {n}")),
             total_ms: 3_600_000,
             due_ms: far + n,
@@ -105,8 +104,8 @@ fn full_table_benches(c: &mut Criterion) {
     let clear = br#"{"id":"r-4","intent":"system.cancel","args":{"target":"timers"}}"#;
     group.bench_function("timer_set_then_cancel_at_10k_timers", |b| {
         b.iter(|| {
-            rt.block_on(d.handle_payload("kitchen", Protocol::Native, black_box(set)));
-            rt.block_on(d.handle_payload("kitchen", Protocol::Native, black_box(clear)))
+            rt.block_on(native::answer(&d, "kitchen", black_box(set)));
+            rt.block_on(native::answer(&d, "kitchen", black_box(clear)))
         })
     });
     group.finish();

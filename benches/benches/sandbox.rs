@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use hark_hub::Config;
+use hark_hub::effects::Effects;
 use hark_hub::events::Protocol;
 use hark_hub::hub::assemble;
 use hark_hub::inflight::CancelFlag;
@@ -94,27 +95,21 @@ fn sandbox_benches(c: &mut Criterion) {
     let Runner::Wasm(trivial_skill) = &registry.get("trivial").unwrap().runner else {
         panic!("trivial did not load: {:?}", registry.broken())
     };
-    let env = Arc::new(host::HostEnv {
-        tier: d.tier(),
-        services: d.services().clone(),
-        outbox: assembly.outbox.clone(),
-        topics: assembly.topics.clone(),
-        audit: d.audit_log().clone(),
-        secrets: sandbox::secrets::SecretStore::new(root.join("secrets.toml")),
-    });
+    let env = d.env().clone();
     // Modules belong to the engine that compiled them: the hub's.
     let engine = assembly.engine.clone();
     let linker = host::linker(&engine);
     let cancel = Arc::new(CancelFlag::default());
     // One call in a fresh instance, as a worker runs it.
     let call = |skill: &sandbox::WasmSkill, input: &[u8]| {
-        let state = host::CallState::new(
-            skill.info.clone(),
+        let state = host::CallState::new(Effects::for_call(
             env.clone(),
+            skill.info.clone(),
+            skill.kv.clone(),
             "kitchen",
             "r",
-            Protocol::Native,
-        );
+            Protocol::NATIVE,
+        ));
         exec::call(
             &engine,
             &linker,
@@ -163,12 +158,22 @@ fn sandbox_benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("dispatch_kind");
     let builtin = br#"{"id":"r-1","intent":"system.cancel","args":{}}"#;
     group.bench_function("builtin_system_cancel", |b| {
-        b.iter(|| rt.block_on(d.handle_payload("kitchen", Protocol::Native, black_box(builtin))))
+        b.iter(|| {
+            rt.block_on(hark_hub::protocols::native::answer(
+                &d,
+                "kitchen",
+                black_box(builtin),
+            ))
+        })
     });
     let wasm = br#"{"id":"r-2","intent":"dice","args":{"sides":6,"count":3}}"#;
     group.bench_function("wasm_dice", |b| {
         b.iter(|| {
-            let reply = rt.block_on(d.handle_payload("kitchen", Protocol::Native, black_box(wasm)));
+            let reply = rt.block_on(hark_hub::protocols::native::answer(
+                &d,
+                "kitchen",
+                black_box(wasm),
+            ));
             assert_eq!(reply.status, hark_skill_sdk::Status::Ok, "{reply:?}");
             reply
         })

@@ -123,16 +123,13 @@ impl<J> Admission<J> {
             .collect()
     }
 
+    #[cfg(test)]
     pub fn running(&self) -> usize {
         self.running
     }
 
     pub fn queued(&self) -> usize {
         self.scheduler.queued()
-    }
-
-    pub fn max_running(&self) -> usize {
-        self.max_running
     }
 }
 

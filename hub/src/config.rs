@@ -15,7 +15,10 @@ use hark_skill_sdk::manifest::check_name;
 use hark_skill_sdk::{Permission, Risk};
 use serde::Deserialize;
 
+use crate::audio::AudioBackend;
 use crate::policy::Tier;
+use crate::protocols::hermes::config::{HermesConfig, RawHermes};
+use crate::protocols::wyoming::config::{RawWyoming, WyomingConfig};
 
 /// The hard ceiling of a skill call (SPEC: a strict 1.5 s budget).
 pub const MAX_TIMEOUT_MS: u64 = 1500;
@@ -35,7 +38,8 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
-fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+/// A bad value at `key`, and why.
+pub(crate) fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.to_string(),
         message: message.into(),
@@ -55,6 +59,7 @@ pub struct RawConfig {
     pub audit: RawAudit,
     pub audio: RawAudio,
     pub hermes: RawHermes,
+    pub wyoming: RawWyoming,
     pub timers: RawTimers,
 }
 
@@ -97,13 +102,6 @@ pub struct RawAudit {
 pub struct RawAudio {
     pub backend: Option<String>,
     pub media_dir: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawHermes {
-    pub enabled: bool,
-    pub intents: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -172,24 +170,10 @@ pub struct SkillsConfig {
     pub fuel_per_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AudioBackend {
-    Auto,
-    Cpal,
-    Null,
-}
-
 #[derive(Debug, Clone)]
 pub struct AudioConfig {
     pub backend: AudioBackend,
     pub media_dir: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct HermesConfig {
-    pub enabled: bool,
-    /// Rhasspy intent name -> skill name.
-    pub intents: BTreeMap<String, String>,
 }
 
 /// The validated configuration the hub runs on.
@@ -206,6 +190,7 @@ pub struct Config {
     pub audit_path: PathBuf,
     pub audio: AudioConfig,
     pub hermes: HermesConfig,
+    pub wyoming: WyomingConfig,
     pub timers: crate::timers::TimerLimits,
 }
 
@@ -307,24 +292,8 @@ impl RawConfig {
         let media_dir =
             (!self.audio.media_dir.is_empty()).then(|| PathBuf::from(self.audio.media_dir));
 
-        if self.hermes.enabled && (mqtt.prefix == "hermes" || mqtt.prefix.starts_with("hermes/")) {
-            return Err(invalid(
-                "mqtt.prefix",
-                format!(
-                    "\"{}\" overlaps the Hermes topics (hermes/...) that hermes.enabled serves; \
-                     keep the default \"hark\" or choose another prefix",
-                    mqtt.prefix
-                ),
-            ));
-        }
-        for (name, skill) in &self.hermes.intents {
-            check_name(skill).map_err(|m| {
-                invalid(
-                    &format!("hermes.intents.{name}"),
-                    format!("not a skill name: {m}"),
-                )
-            })?;
-        }
+        let hermes = self.hermes.validate(&mqtt.prefix)?;
+        let wyoming = self.wyoming.validate()?;
 
         Ok(Config {
             tier,
@@ -335,10 +304,8 @@ impl RawConfig {
             grants,
             audit_path,
             audio: AudioConfig { backend, media_dir },
-            hermes: HermesConfig {
-                enabled: self.hermes.enabled,
-                intents: self.hermes.intents,
-            },
+            hermes,
+            wyoming,
             timers: self.timers.validate()?,
         })
     }

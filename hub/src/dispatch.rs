@@ -1,64 +1,27 @@
 //! The one pipeline every request goes through, whatever protocol brought it:
-//! size limit -> UTF-8 -> JSON -> `id`/`intent` -> skill lookup -> policy gate
-//! -> `args` schema -> run -> audit -> [`Reply`].
+//! skill lookup -> policy gate -> `args` schema -> run -> audit -> [`Reply`].
+//! A protocol's adapter decodes its wire format into a [`Request`] first
+//! (`crate::protocols`); the dispatcher never sees one.
 //!
-//! Every request that reaches [`Dispatcher::handle_payload`] comes out as
-//! exactly one reply, and exactly one audit record whose `seq` the reply
-//! carries. Nothing a satellite sends can make it panic or skip either.
+//! Every request that reaches [`Dispatcher::handle`] or
+//! [`Dispatcher::refuse`] comes out as exactly one reply, and exactly one
+//! audit record whose `seq` the reply carries. Nothing a satellite sends
+//! can make it panic or skip either.
 
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-use hark_skill_sdk::{ErrorBody, Intent, Reply, SkillReply, Status, Violation};
-use hark_skills_builtin::SkillError;
-use serde_json::{Map, Value, json};
+use hark_skill_sdk::{ErrorBody, ErrorCode, Intent, Reply, SkillReply, Status, Violation};
+use hark_skills_builtin::BuiltinError;
+use serde_json::{Value, json};
 
 use crate::audit::{self, Audit};
+use crate::builtin_host::RequestHost;
+use crate::effects::{Effects, Env, Services};
 use crate::events::Protocol;
-use crate::host::{RequestHost, Services};
 use crate::policy::{self, Action, Tier};
 use crate::registry::{Registry, Runner, Skill};
-
-/// Longest request id (SPEC §2).
-pub const MAX_ID_LEN: usize = 64;
-
-/// Why a request did not succeed, before it becomes a reply.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Failure {
-    pub status: Status,
-    pub code: String,
-    pub message: String,
-    pub details: Vec<Violation>,
-    /// Words for the satellite to say, when the failure is a question or an
-    /// answer a person should hear ("Which timer?").
-    pub speech: Option<String>,
-}
-
-impl Failure {
-    pub fn new(status: Status, code: &str, message: impl Into<String>) -> Failure {
-        Failure {
-            status,
-            code: code.to_string(),
-            message: message.into(),
-            details: Vec::new(),
-            speech: None,
-        }
-    }
-
-    fn invalid_at(code: &str, pointer: &str, message: impl Into<String>) -> Failure {
-        let message = message.into();
-        Failure {
-            status: Status::Invalid,
-            code: code.to_string(),
-            message: format!("{pointer}: {message}"),
-            details: vec![Violation {
-                pointer: pointer.to_string(),
-                message,
-            }],
-            speech: None,
-        }
-    }
-}
+use crate::request::{Failure, Known, Request, valid_id};
 
 /// What is known about a request so far, for its reply and audit record.
 #[derive(Debug)]
@@ -76,9 +39,8 @@ struct Context {
 #[derive(Debug)]
 pub struct Dispatcher {
     registry: RwLock<Arc<Registry>>,
-    audit: Arc<Audit>,
-    services: Services,
-    tier: Tier,
+    /// The tier, the audit log and the services skills act through.
+    env: Arc<Env>,
     max_payload: usize,
     budget: Duration,
     /// The sandbox's workers; absent in the paranoid tier, where no
@@ -89,17 +51,13 @@ pub struct Dispatcher {
 impl Dispatcher {
     pub fn new(
         registry: Registry,
-        audit: Arc<Audit>,
-        services: Services,
-        tier: Tier,
+        env: Arc<Env>,
         max_payload: usize,
         budget: Duration,
     ) -> Dispatcher {
         Dispatcher {
             registry: RwLock::new(Arc::new(registry)),
-            audit,
-            services,
-            tier,
+            env,
             max_payload,
             budget,
             pool: OnceLock::new(),
@@ -123,248 +81,90 @@ impl Dispatcher {
         let _ = self.pool.set(pool);
     }
 
+    pub fn env(&self) -> &Arc<Env> {
+        &self.env
+    }
+
     pub fn services(&self) -> &Services {
-        &self.services
+        &self.env.services
     }
 
     pub fn tier(&self) -> Tier {
-        self.tier
+        self.env.tier
     }
 
     /// Appends a record that is not a request (start, load, refusal, stop).
     pub fn audit(&self, record: &audit::Record) -> Option<u64> {
-        self.audit.record(record)
+        self.env.audit.record(record)
     }
 
     pub fn audit_log(&self) -> &Arc<Audit> {
-        &self.audit
+        &self.env.audit
     }
 
     /// fdatasync the audit log and refresh its head file.
     pub fn sync_audit(&self) {
-        self.audit.sync();
+        self.env.audit.sync();
     }
 
-    /// One raw payload from `satellite` (already checked by the adapter).
-    pub async fn handle_payload(
-        &self,
-        satellite: &str,
-        protocol: Protocol,
-        payload: &[u8],
-    ) -> Reply {
-        let mut ctx = Context::new(satellite, protocol);
-        let outcome = match self.parse(payload) {
-            Ok(value) => self.run_request(&mut ctx, value).await,
-            Err(failure) => Err(failure),
-        };
-        self.finish(ctx, outcome)
+    /// The largest request payload a protocol accepts (`mqtt.max_payload`).
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
     }
 
-    /// A request another adapter already decoded to JSON (Hermes).
-    pub async fn handle_value(&self, satellite: &str, protocol: Protocol, request: Value) -> Reply {
-        let mut ctx = Context::new(satellite, protocol);
+    /// Runs one request.
+    pub async fn handle(&self, request: Request) -> Reply {
+        let mut ctx = Context::of(&request);
         let outcome = self.run_request(&mut ctx, request).await;
         self.finish(ctx, outcome)
     }
 
-    /// Answers a request the hub will not run at all (bad satellite id, busy,
-    /// shutting down), keeping its id when the payload yields one.
-    pub fn refuse(
-        &self,
-        satellite: &str,
-        protocol: Protocol,
-        payload: &[u8],
-        failure: Failure,
-    ) -> Reply {
-        let mut ctx = Context::new(satellite, protocol);
-        if payload.len() <= self.max_payload {
-            if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(payload) {
-                ctx.id = map
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .filter(|id| valid_id(id))
-                    .map(String::from);
-                ctx.intent = map
-                    .get("intent")
-                    .and_then(Value::as_str)
-                    .map(|s| truncate(s, 128));
-            }
-        }
+    /// Answers a request the hub will not run (unreadable, bad satellite id,
+    /// busy, shutting down), keeping its id when it has a valid one.
+    pub fn refuse(&self, known: Known, failure: Failure) -> Reply {
+        let mut ctx = Context::new(&known.satellite, known.protocol);
+        ctx.id = known.id.filter(|id| valid_id(id));
+        ctx.intent = known.intent.map(|s| truncate(&s, 128));
+        ctx.args = known.args.map(Value::Object);
         self.finish(ctx, Err(failure))
     }
 
-    /// Like [`Dispatcher::refuse`], for an adapter that already recovered
-    /// what it could of the request (Hermes: the session and intent name).
-    pub fn refuse_known(
+    async fn run_request(
         &self,
-        satellite: &str,
-        protocol: Protocol,
-        id: Option<&str>,
-        intent: Option<&str>,
-        failure: Failure,
-    ) -> Reply {
-        let mut ctx = Context::new(satellite, protocol);
-        ctx.id = id.filter(|id| valid_id(id)).map(String::from);
-        ctx.intent = intent.map(|s| truncate(s, 128));
-        self.finish(ctx, Err(failure))
-    }
-
-    fn parse(&self, payload: &[u8]) -> Result<Value, Failure> {
-        if payload.len() > self.max_payload {
-            return Err(Failure::new(
-                Status::Invalid,
-                "payload_too_large",
-                format!(
-                    "the payload is {} bytes; the limit is {} (mqtt.max_payload)",
-                    payload.len(),
-                    self.max_payload
-                ),
-            ));
-        }
-        let text = std::str::from_utf8(payload).map_err(|e| {
-            Failure::new(
-                Status::Invalid,
-                "not_utf8",
-                format!(
-                    "the payload is not UTF-8: invalid byte at offset {}",
-                    e.valid_up_to()
-                ),
-            )
-        })?;
-        serde_json::from_str(text).map_err(|e| {
-            Failure::new(
-                Status::Invalid,
-                "not_json",
-                format!("the payload is not JSON: {e}"),
-            )
-        })
-    }
-
-    async fn run_request(&self, ctx: &mut Context, request: Value) -> Result<SkillReply, Failure> {
-        let Value::Object(mut map) = request else {
-            return Err(Failure::new(
-                Status::Invalid,
-                "not_object",
-                format!(
-                    "the payload must be a JSON object, not {}",
-                    kind_of(&request)
-                ),
-            ));
-        };
-        let id = match map.remove("id") {
-            None => return Err(Failure::invalid_at("missing_id", "/id", "is required")),
-            Some(Value::String(id)) if valid_id(&id) => id,
-            Some(Value::String(id)) => {
-                return Err(Failure::invalid_at(
-                    "bad_id",
-                    "/id",
-                    format!(
-                        "must be 1 to {MAX_ID_LEN} characters, got {}",
-                        id.chars().count()
-                    ),
-                ));
-            }
-            Some(other) => {
-                return Err(Failure::invalid_at(
-                    "bad_id",
-                    "/id",
-                    format!("must be a string, not {}", kind_of(&other)),
-                ));
-            }
-        };
-        ctx.id = Some(id.clone());
-        let intent = match map.remove("intent") {
-            Some(Value::String(intent)) if !intent.is_empty() => intent,
-            Some(Value::String(_)) => {
-                return Err(Failure::invalid_at(
-                    "bad_intent",
-                    "/intent",
-                    "must not be empty",
-                ));
-            }
-            Some(other) if !other.is_null() => {
-                return Err(Failure::invalid_at(
-                    "bad_intent",
-                    "/intent",
-                    format!("must be a string, not {}", kind_of(&other)),
-                ));
-            }
-            _ => {
-                return Err(Failure::invalid_at(
-                    "missing_intent",
-                    "/intent",
-                    "is required",
-                ));
-            }
-        };
-        ctx.intent = Some(truncate(&intent, 128));
-        let args = match map.remove("args") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(args)) => args,
-            Some(other) => {
-                return Err(Failure::invalid_at(
-                    "bad_args",
-                    "/args",
-                    format!("must be an object, not {}", kind_of(&other)),
-                ));
-            }
-        };
-        ctx.args = Some(Value::Object(args.clone()));
-        let text = match map.remove("text") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(text)) => Some(text),
-            Some(other) => {
-                return Err(Failure::invalid_at(
-                    "bad_text",
-                    "/text",
-                    format!("must be a string, not {}", kind_of(&other)),
-                ));
-            }
-        };
-        let confidence = match map.remove("confidence") {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => n.as_f64(),
-            Some(other) => {
-                return Err(Failure::invalid_at(
-                    "bad_confidence",
-                    "/confidence",
-                    format!("must be a number, not {}", kind_of(&other)),
-                ));
-            }
-        };
-
+        ctx: &mut Context,
+        request: Request,
+    ) -> Result<SkillReply, Failure> {
+        let mut intent = request.into_intent();
         let registry = self.registry();
-        let Some(skill) = registry.get(&intent).cloned() else {
-            if let Some(broken) = registry.broken().iter().find(|b| b.name == intent) {
+        let Some(skill) = registry.get(&intent.intent).cloned() else {
+            if let Some(broken) = registry.broken().iter().find(|b| b.name == intent.intent) {
                 ctx.skill = Some(broken.name.clone());
                 ctx.decision = Some((audit::Decision::Deny, "load.invalid"));
                 return Err(Failure::new(
-                    Status::Denied,
-                    "not_loaded",
+                    ErrorCode::NotLoaded,
                     format!(
                         "the skill {} is installed but was refused at load: {}",
                         broken.name, broken.problems
                     ),
                 ));
             }
-            let suggestions = registry.suggest(&intent);
+            let suggestions = registry.suggest(&intent.intent);
             let hint = if suggestions.is_empty() {
                 String::new()
             } else {
                 format!("; did you mean {}?", suggestions.join(" or "))
             };
             return Err(Failure::new(
-                Status::UnknownIntent,
-                "unknown_intent",
+                ErrorCode::UnknownIntent,
                 format!(
                     "no skill serves the intent \"{}\"{hint}",
-                    truncate(&intent, 128)
+                    truncate(&intent.intent, 128)
                 ),
             ));
         };
         ctx.skill = Some(skill.name().to_string());
 
-        let decision = policy::decide(self.tier, &skill.subject(), &Action::Run);
+        let decision = policy::decide(self.tier(), &skill.info, &Action::Run);
         ctx.decision = Some((
             if decision.allow {
                 audit::Decision::Allow
@@ -375,20 +175,25 @@ impl Dispatcher {
         ));
         if !decision.allow {
             return Err(Failure::new(
-                Status::Denied,
-                "denied",
+                ErrorCode::Denied,
                 format!("{} (rule {})", decision.reason, decision.rule),
             ));
         }
 
-        if let Err(details) = skill.schema.validate(&Value::Object(args.clone())) {
+        // The schema reads a Value: lend it the args rather than copy them.
+        let args = Value::Object(std::mem::take(&mut intent.args));
+        let checked = skill.schema.validate(&args);
+        if let Value::Object(args) = args {
+            intent.args = args;
+        }
+        if let Err(details) = checked {
             let summary: Vec<String> = details
                 .iter()
                 .map(|v| format!("{}: {}", v.pointer, v.message))
                 .collect();
             return Err(Failure {
                 status: Status::Invalid,
-                code: "schema".to_string(),
+                code: ErrorCode::Schema,
                 message: format!(
                     "args do not match the schema of {}: {}",
                     skill.name(),
@@ -399,14 +204,6 @@ impl Dispatcher {
             });
         }
 
-        let intent = Intent {
-            id,
-            intent,
-            args,
-            text,
-            confidence,
-            satellite: ctx.satellite.clone(),
-        };
         self.run_skill(ctx, &skill, &intent).await
     }
 
@@ -417,22 +214,29 @@ impl Dispatcher {
         intent: &Intent,
     ) -> Result<SkillReply, Failure> {
         let call = self
-            .services
+            .services()
             .inflight
             .register(&intent.satellite, &intent.id);
         match &skill.runner {
             Runner::Builtin(builtin) => {
                 // Built-ins are ours and return in microseconds; they run
                 // inline. The budget guards the sandboxed skills.
-                let host = RequestHost::new(&self.services, ctx.protocol);
+                let host = RequestHost::new(Effects::for_builtin(
+                    self.env.clone(),
+                    skill.info.clone(),
+                    &intent.satellite,
+                    &intent.id,
+                    ctx.protocol,
+                ));
                 let answer = builtin.handle(intent, &host).map_err(skill_failure);
+                let finished = host.finish();
                 // A timer the reply speaks of is on disk before it is spoken of.
-                if let Some(ticket) = host.ticket() {
-                    if let Err(e) = self.services.timers.settled(ticket).await {
+                if let Some(ticket) = finished.ticket {
+                    if let Err(e) = self.services().timers.settled(ticket).await {
                         tracing::error!("{e}");
                         return Err(Failure {
                             status: Status::Error,
-                            code: "storage".to_string(),
+                            code: ErrorCode::Storage,
                             message: e.to_string(),
                             details: Vec::new(),
                             speech: Some(
@@ -442,13 +246,21 @@ impl Dispatcher {
                         });
                     }
                 }
+                // The gate refused one of its effects (audited with its
+                // rule): the request is denied, as a run the gate refuses is,
+                // whatever the skill made of the refusal.
+                if let Some(denial) = finished.denied {
+                    return Err(Failure::new(
+                        ErrorCode::Denied,
+                        format!("{} (rule {})", denial.reason, denial.rule),
+                    ));
+                }
                 answer
             }
             Runner::Wasm(wasm) => self.run_wasm(ctx, wasm, intent, &call.flag).await,
             Runner::Unavailable => Err(Failure::new(
-                Status::Denied,
-                "denied",
-                format!("{} is not enabled under tier {}", skill.name(), self.tier),
+                ErrorCode::Denied,
+                format!("{} is not enabled under tier {}", skill.name(), self.tier()),
             )),
         }
     }
@@ -463,8 +275,7 @@ impl Dispatcher {
         use crate::sandbox::exec::CallError;
         let Some(pool) = self.pool.get() else {
             return Err(Failure::new(
-                Status::Error,
-                "no_sandbox",
+                ErrorCode::NoSandbox,
                 "the sandbox is not running",
             ));
         };
@@ -490,7 +301,7 @@ impl Dispatcher {
                     pool.shares().queue_per_satellite
                 ),
             };
-            return Err(Failure::new(Status::Busy, "busy", message));
+            return Err(Failure::new(ErrorCode::Busy, message));
         }
         // The worker enforces the budget; this only guards against a worker
         // that never answers (queue wait included).
@@ -499,16 +310,14 @@ impl Dispatcher {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => {
                 return Err(Failure::new(
-                    Status::Error,
-                    "worker_lost",
+                    ErrorCode::WorkerLost,
                     "the skill's worker stopped",
                 ));
             }
             Err(_) => {
                 cancel.raise();
                 return Err(Failure::new(
-                    Status::Timeout,
-                    "timeout",
+                    ErrorCode::Timeout,
                     format!("no answer from the skill's worker within {backstop:?}"),
                 ));
             }
@@ -516,8 +325,7 @@ impl Dispatcher {
         let ms = |d: Duration| d.as_millis();
         outcome.result.map_err(|e| match e {
             CallError::Deadline { limit } => Failure::new(
-                Status::Timeout,
-                "timeout",
+                ErrorCode::Timeout,
                 format!(
                     "{} ran past its {} ms budget and was stopped",
                     wasm.info.name,
@@ -525,8 +333,7 @@ impl Dispatcher {
                 ),
             ),
             CallError::FuelExhausted { limit } => Failure::new(
-                Status::Timeout,
-                "timeout",
+                ErrorCode::Timeout,
                 format!(
                     "{} used all its fuel ({} ms at this board's speed) and was stopped",
                     wasm.info.name,
@@ -534,23 +341,19 @@ impl Dispatcher {
                 ),
             ),
             CallError::Cancelled => Failure::new(
-                Status::Error,
-                "cancelled",
+                ErrorCode::Cancelled,
                 "cancelled by system.cancel from this satellite",
             ),
             CallError::Limit(message) => Failure::new(
-                Status::Error,
-                "limit",
+                ErrorCode::Limit,
                 format!("{} was stopped: {message}", wasm.info.name),
             ),
             CallError::Trap(message) => Failure::new(
-                Status::Error,
-                "trap",
+                ErrorCode::Trap,
                 format!("{} crashed: {message}", wasm.info.name),
             ),
             CallError::BadOutput(message) => Failure::new(
-                Status::Error,
-                "bad_output",
+                ErrorCode::BadOutput,
                 format!(
                     "{} answered with something that is not a reply: {message}",
                     wasm.info.name
@@ -558,7 +361,7 @@ impl Dispatcher {
             ),
             CallError::Failed { code, message } => Failure {
                 status: Status::Error,
-                code,
+                code: ErrorCode::Skill(code),
                 message: message.clone(),
                 details: Vec::new(),
                 speech: Some(message),
@@ -569,7 +372,7 @@ impl Dispatcher {
     fn finish(&self, ctx: Context, outcome: Result<SkillReply, Failure>) -> Reply {
         let elapsed = ctx.started.elapsed();
         let elapsed_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
-        let full = self.tier.audits_full_args();
+        let full = self.tier().audits_full_args();
         let mut record = audit::Record {
             kind: audit::Kind::Request,
             satellite: Some(ctx.satellite.clone()),
@@ -585,8 +388,8 @@ impl Dispatcher {
             elapsed_ms: Some(elapsed_ms),
             ..Default::default()
         };
-        if ctx.protocol != Protocol::Native {
-            record.message = Some(format!("via {:?}", ctx.protocol).to_lowercase());
+        if ctx.protocol != Protocol::NATIVE {
+            record.message = Some(format!("via {}", ctx.protocol));
         }
         let mut reply = Reply {
             id: ctx.id,
@@ -609,7 +412,7 @@ impl Dispatcher {
             }
             Err(failure) => {
                 record.status = Some(failure.status.as_str().into());
-                record.code = Some(failure.code.clone());
+                record.code = Some(failure.code.to_string());
                 record.message = audit_message(&failure, full);
                 reply.status = failure.status;
                 reply.speech = failure.speech;
@@ -626,6 +429,15 @@ impl Dispatcher {
 }
 
 impl Context {
+    /// All of a decoded request is known before it runs.
+    fn of(request: &Request) -> Context {
+        let mut ctx = Context::new(&request.satellite, request.protocol);
+        ctx.id = Some(request.id.clone());
+        ctx.intent = Some(truncate(&request.intent, 128));
+        ctx.args = Some(Value::Object(request.args.clone()));
+        ctx
+    }
+
     fn new(satellite: &str, protocol: Protocol) -> Context {
         Context {
             satellite: satellite.to_string(),
@@ -640,13 +452,13 @@ impl Context {
     }
 }
 
-fn skill_failure(e: SkillError) -> Failure {
+fn skill_failure(e: BuiltinError) -> Failure {
     match e {
-        SkillError::Invalid { pointer, message } => {
+        BuiltinError::Invalid { pointer, message } => {
             let pointer = format!("/args{pointer}");
             Failure {
                 status: Status::Invalid,
-                code: "bad_arg".to_string(),
+                code: ErrorCode::BadArg,
                 message: format!("{pointer}: {message}"),
                 details: vec![Violation {
                     pointer,
@@ -655,7 +467,7 @@ fn skill_failure(e: SkillError) -> Failure {
                 speech: Some(message),
             }
         }
-        SkillError::Failed {
+        BuiltinError::Failed {
             code,
             message,
             detail,
@@ -666,21 +478,6 @@ fn skill_failure(e: SkillError) -> Failure {
             details: Vec::new(),
             speech: Some(message),
         },
-    }
-}
-
-fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.chars().count() <= MAX_ID_LEN
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
@@ -717,3 +514,6 @@ fn redact(args: &Value) -> Value {
         _ => json!("<redacted>"),
     }
 }
+
+#[cfg(test)]
+mod tests;

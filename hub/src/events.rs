@@ -1,29 +1,99 @@
-//! The hub's way out: replies and events addressed to a satellite, turned into
-//! MQTT messages for the protocol that satellite speaks, and queued on one
-//! bounded channel that the MQTT link drains.
+//! The hub's way out. Timer and playback [`Event`]s are addressed to a
+//! satellite and the [`Protocol`] it spoke; the [`Outbox`] hands each to that
+//! protocol's [`Route`], which the protocol's adapter registered and which
+//! alone knows its wire format. MQTT messages (an adapter's answers, a
+//! skill's publish, the hub's status) are queued on one bounded channel that
+//! the MQTT link drains.
 //!
-//! Skills and services never touch the MQTT client; they hand an [`Event`] or
-//! a reply to the [`Outbox`], which is cheap to clone and never blocks the
-//! caller for long.
+//! Skills and services never touch the MQTT client or a socket; they hand an
+//! event to the outbox, which is cheap to clone and never blocks the caller
+//! for long.
 
-use hark_skill_sdk::Reply;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use hark_skills_builtin::EffectError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::mqtt::topics::Topics;
+use crate::audio::Clip;
 
 /// The protocol a satellite spoke when it asked, so its answers and later
-/// events (a timer ringing) go back in kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Protocol {
-    #[default]
-    Native,
-    Hermes,
+/// events (a timer ringing) go back in kind: the name its adapter registers
+/// (`native`, `hermes`, `wyoming`), as audited and as saved with a timer.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Protocol(&'static str);
+
+impl Protocol {
+    /// The hub's own MQTT protocol (docs/protocol.md §2–§6).
+    pub const NATIVE: Protocol = Protocol("native");
+
+    pub const fn new(name: &'static str) -> Protocol {
+        Protocol(name)
+    }
+
+    pub fn name(self) -> &'static str {
+        self.0
+    }
+
+    /// The protocol of this name, for one read back from disk. Names are
+    /// kept once each, for the life of the process.
+    fn named(name: &str) -> Protocol {
+        static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+        if name == Protocol::NATIVE.0 {
+            return Protocol::NATIVE;
+        }
+        let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(known) = names.iter().find(|n| **n == name) {
+            return Protocol(known);
+        }
+        let kept: &'static str = Box::leak(name.to_string().into_boxed_str());
+        names.push(kept);
+        Protocol(kept)
+    }
 }
 
-/// A timer or playback event for one satellite.
+impl Default for Protocol {
+    fn default() -> Protocol {
+        Protocol::NATIVE
+    }
+}
+
+impl std::fmt::Debug for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl Serialize for Protocol {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Protocol {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Protocol, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        if name.is_empty() || name.len() > 32 || !name.bytes().all(|b| b.is_ascii_lowercase()) {
+            return Err(serde::de::Error::custom(format!(
+                "{name:?} is not a protocol name"
+            )));
+        }
+        Ok(Protocol::named(&name))
+    }
+}
+
+/// A timer or playback event for one satellite. `body` is the event as the
+/// native protocol publishes it (`{"event": "timer_started", ...}`,
+/// docs/protocol.md §6); other protocols translate it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub satellite: String,
@@ -39,6 +109,11 @@ impl Event {
             body,
         }
     }
+
+    /// The `event` field: `timer_started`, `playback_stopped`, ...
+    pub fn kind(&self) -> &str {
+        self.body.get("event").and_then(Value::as_str).unwrap_or("")
+    }
 }
 
 /// One MQTT message to publish (QoS 1).
@@ -49,57 +124,95 @@ pub struct Message {
     pub retain: bool,
 }
 
+/// How a satellite's speaker gets a sound the hub tells it to play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SatelliteSound {
+    /// The satellite plays it by name itself (the `playback_started` event says which).
+    ByName,
+    /// The hub sends the sound itself ([`Route::send_sound`]), rendered at
+    /// this rate; the playback counts as playing until the satellite says it
+    /// is done, or until `grace` after the clip's length.
+    Sent { sample_rate: u32, grace: Duration },
+}
+
+/// How one protocol reaches its satellites: registered by its adapter, used
+/// by the outbox and the playback service, which know no wire format.
+pub trait Route: Send + Sync + std::fmt::Debug {
+    /// Sends `event` in this protocol's form, or drops it when the protocol
+    /// has none (or the satellite cannot be reached). Never waits: events
+    /// are advisory.
+    fn event(&self, event: &Event, outbox: &Outbox);
+
+    fn satellite_sound(&self) -> SatelliteSound {
+        SatelliteSound::ByName
+    }
+
+    /// Sends `clip` to the satellite's speaker as playback `id`
+    /// (only for [`SatelliteSound::Sent`]).
+    fn send_sound(
+        &self,
+        _satellite: &str,
+        _id: &str,
+        _sound: &str,
+        _clip: &Clip,
+        _outbox: &Outbox,
+    ) -> Result<(), EffectError> {
+        Ok(())
+    }
+}
+
+type Routes = HashMap<Protocol, Arc<dyn Route>>;
+
 #[derive(Debug, Clone)]
 pub struct Outbox {
     tx: mpsc::Sender<Message>,
-    topics: Topics,
+    routes: Arc<RwLock<Routes>>,
 }
 
 impl Outbox {
-    /// An outbox and the receiving end the MQTT link drains.
-    pub fn channel(topics: Topics, capacity: usize) -> (Outbox, mpsc::Receiver<Message>) {
+    /// An outbox and the receiving end the MQTT link drains. It has no
+    /// routes yet: each protocol's adapter registers its own.
+    pub fn channel(capacity: usize) -> (Outbox, mpsc::Receiver<Message>) {
         let (tx, rx) = mpsc::channel(capacity);
-        (Outbox { tx, topics }, rx)
-    }
-
-    pub fn topics(&self) -> &Topics {
-        &self.topics
-    }
-
-    /// Queues an event without waiting; a full queue drops it with a warning
-    /// (events are advisory, replies are not). A native satellite gets it on
-    /// `<prefix>/event/<sat>`; a Hermes satellite gets its Hermes form, if it
-    /// has one ([`crate::hermes::event_message`]).
-    pub fn event(&self, event: Event) {
-        let message = match event.protocol {
-            Protocol::Native => Message {
-                topic: self.topics.event(&event.satellite),
-                payload: serde_json::to_vec(&event.body).expect("events serialize"),
-                retain: false,
-            },
-            Protocol::Hermes => match crate::hermes::event_message(&event) {
-                Some(message) => message,
-                None => {
-                    tracing::debug!(satellite = %event.satellite, event = %event.body["event"],
-                        "no Hermes form for this event; not sent");
-                    return;
-                }
-            },
+        let outbox = Outbox {
+            tx,
+            routes: Arc::default(),
         };
-        if let Err(e) = self.tx.try_send(message) {
-            tracing::warn!(satellite = %event.satellite, "event dropped: {e}");
+        (outbox, rx)
+    }
+
+    /// Events for `protocol`'s satellites go to `route` from now on.
+    pub fn add_route(&self, protocol: Protocol, route: Arc<dyn Route>) {
+        self.routes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(protocol, route);
+    }
+
+    pub fn route(&self, protocol: Protocol) -> Option<Arc<dyn Route>> {
+        self.routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&protocol)
+            .cloned()
+    }
+
+    /// Hands an event to its protocol's route without waiting (events are
+    /// advisory, answers are not).
+    pub fn event(&self, event: Event) {
+        match self.route(event.protocol) {
+            Some(route) => route.event(&event, self),
+            None => tracing::debug!(satellite = %event.satellite, protocol = %event.protocol,
+                event = event.kind(), "no route for this protocol; event not sent"),
         }
     }
 
-    /// Queues a reply, waiting for room: every request gets exactly one.
-    pub async fn reply(&self, topic: String, reply: &Reply) {
-        let payload = serde_json::to_vec(reply).expect("replies serialize");
-        self.send(Message {
-            topic,
-            payload,
-            retain: false,
-        })
-        .await;
+    /// Queues an MQTT event message without waiting; a full queue drops it
+    /// with a warning.
+    pub fn publish_event(&self, satellite: &str, message: Message) {
+        if let Err(e) = self.tx.try_send(message) {
+            tracing::warn!(satellite, "event dropped: {e}");
+        }
     }
 
     /// Queues a message without waiting; gives it back when the queue is full.
@@ -109,9 +222,58 @@ impl Outbox {
             .map_err(|e| Box::new(e.into_inner()))
     }
 
+    /// Queues a message, waiting for room (answers: every request gets one).
     pub async fn send(&self, message: Message) {
         if self.tx.send(message).await.is_err() {
             tracing::warn!("outbox closed; message not sent");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocols_are_saved_by_name_and_read_back_as_the_same() {
+        let native = serde_json::to_value(Protocol::NATIVE).unwrap();
+        assert_eq!(native, "native");
+        assert_eq!(
+            serde_json::from_value::<Protocol>(native).unwrap(),
+            Protocol::NATIVE
+        );
+        let hermes: Protocol = serde_json::from_str("\"hermes\"").unwrap();
+        assert_eq!(hermes, Protocol::new("hermes"));
+        assert_eq!(
+            serde_json::from_str::<Protocol>("\"hermes\"").unwrap(),
+            hermes
+        );
+        assert!(serde_json::from_str::<Protocol>("\"Bad Name\"").is_err());
+        assert!(serde_json::from_str::<Protocol>("\"\"").is_err());
+    }
+
+    #[derive(Debug)]
+    struct Collect(Mutex<Vec<Event>>);
+    impl Route for Collect {
+        fn event(&self, event: &Event, _: &Outbox) {
+            self.0.lock().unwrap().push(event.clone());
+        }
+    }
+
+    #[test]
+    fn an_event_goes_to_its_protocols_route_and_nowhere_else() {
+        let (outbox, mut rx) = Outbox::channel(4);
+        let route = Arc::new(Collect(Mutex::default()));
+        let other = Protocol::new("other");
+        outbox.add_route(other, route.clone());
+        let event = Event::new(
+            "kitchen",
+            other,
+            serde_json::json!({"event": "timer_started"}),
+        );
+        outbox.event(event.clone());
+        outbox.event(Event::new("hall", Protocol::NATIVE, serde_json::json!({})));
+        assert_eq!(*route.0.lock().unwrap(), [event]);
+        assert!(rx.try_recv().is_err(), "no route, nothing sent");
     }
 }

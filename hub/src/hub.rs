@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hark_skill_sdk::Status;
+use hark_skill_sdk::ErrorCode;
 use rumqttc::{AsyncClient, Event, LastWill, Packet, QoS};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
@@ -15,24 +15,28 @@ use tokio::task::JoinSet;
 use crate::admission::Admission;
 use crate::audio::AudioOut;
 use crate::audit::{self, Audit, AuditLog};
-use crate::config::{AudioBackend, Broker, Config};
-use crate::dispatch::{Dispatcher, Failure};
-use crate::events::{Message, Outbox, Protocol};
+use crate::config::{Broker, Config};
+use crate::dispatch::Dispatcher;
+use crate::effects::secrets::SecretStore;
+use crate::effects::{Env, Services};
+use crate::events::{Message, Outbox};
 use crate::fair::Refusal;
-use crate::host::Services;
 use crate::inflight::InFlight;
-use crate::mqtt::topics::{Incoming, Topics};
 use crate::mqtt::{self, Backoff};
 use crate::playback::{AlarmRinger, PlaybackService};
+use crate::protocols::native::Topics;
+use crate::protocols::{self, Accepted, Adapter, Inbound, Job};
 use crate::registry::Registry;
-use crate::sandbox::host::HostEnv;
+use crate::request::Failure;
 use crate::sandbox::pool::Pool;
-use crate::sandbox::secrets::SecretStore;
 use crate::timers::TimerService;
 
 pub use crate::admission::MAX_CONCURRENT_REQUESTS;
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+/// Requests an adapter with a socket of its own may have on their way to
+/// admission (each connection waits for its answer before the next).
+const ADMIT_QUEUE: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
@@ -54,6 +58,12 @@ pub enum HubError {
     Broker(#[from] crate::broker::BrokerError),
     #[error("cannot start the skill workers: {0}")]
     Workers(std::io::Error),
+    #[error("{what}: cannot listen on {addr}: {source}")]
+    Listen {
+        what: &'static str,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error(
         "mqtt.url is empty, so the hub would start its embedded broker, but this build has no \
          embedded broker (feature embedded-broker); set mqtt.url to your broker"
@@ -72,12 +82,16 @@ pub struct Assembly {
     pub topics: Topics,
     pub engine: wasmi::Engine,
     pub fuel_per_ms: u64,
+    /// The protocols configured on ([`protocols::ALL`]).
+    pub adapters: Vec<Arc<dyn Adapter>>,
+    /// Requests from adapters with sockets of their own, for admission.
+    pub admit_rx: tokio::sync::mpsc::Receiver<Inbound>,
 }
 
 /// Opens the state dir, the audit log, the speaker and the timers, loads
-/// the skills and starts the sandbox's workers (not in the paranoid tier).
-/// Records the start and every skill's admission. Must run inside the tokio
-/// runtime the hub will use.
+/// the skills, starts the sandbox's workers (not in the paranoid tier) and
+/// the protocol adapters. Records the start and every skill's admission.
+/// Must run inside the tokio runtime the hub will use.
 pub fn assemble(config: &Config) -> Result<Assembly, HubError> {
     crate::fsutil::create_private_dir(&config.state_dir).map_err(|source| HubError::StateDir {
         path: config.state_dir.clone(),
@@ -85,20 +99,10 @@ pub fn assemble(config: &Config) -> Result<Assembly, HubError> {
     })?;
     let audit_log = Audit::new(AuditLog::open(&config.audit_path)?);
     let topics = Topics::new(&config.mqtt.prefix);
-    let (outbox, outbox_rx) = Outbox::channel(topics.clone(), 1024);
+    let (outbox, outbox_rx) = Outbox::channel(1024);
 
-    let backend = match config.audio.backend {
-        AudioBackend::Auto => crate::audio::Backend::Auto,
-        AudioBackend::Cpal => crate::audio::Backend::Cpal,
-        AudioBackend::Null => crate::audio::Backend::Null,
-    };
-    let audio = AudioOut::open(backend)?;
-    let playback = PlaybackService::new(
-        audio,
-        config.audio.media_dir.clone(),
-        outbox.clone(),
-        crate::hermes::play_bytes_limit(config.mqtt.max_payload),
-    );
+    let audio = AudioOut::open(config.audio.backend)?;
+    let playback = PlaybackService::new(audio, config.audio.media_dir.clone(), outbox.clone());
     let timers = TimerService::open(
         &config.state_dir,
         config.timers,
@@ -106,20 +110,25 @@ pub fn assemble(config: &Config) -> Result<Assembly, HubError> {
         Box::new(AlarmRinger(playback.clone())),
         audit_log.clone(),
     )?;
-    let services = Services {
-        timers: timers.clone(),
-        playback,
-        inflight: Arc::new(InFlight::default()),
-    };
+    let env = Arc::new(Env {
+        tier: config.tier,
+        audit: audit_log,
+        services: Services {
+            timers: timers.clone(),
+            playback,
+            inflight: Arc::new(InFlight::default()),
+            outbox: outbox.clone(),
+            topics: topics.clone(),
+            secrets: Arc::new(SecretStore::new(config.state_dir.join("secrets.toml"))),
+        },
+    });
 
     let engine = crate::sandbox::engine();
     let fuel_per_ms = fuel_per_ms(config, &engine);
-    let registry = Registry::load(config, &engine, fuel_per_ms)?;
+    let registry = crate::loader::load_registry(config, &engine, fuel_per_ms)?;
     let dispatcher = Arc::new(Dispatcher::new(
         registry,
-        audit_log.clone(),
-        services.clone(),
-        config.tier,
+        env.clone(),
         config.mqtt.max_payload,
         config.skills.timeout,
     ));
@@ -137,14 +146,6 @@ pub fn assemble(config: &Config) -> Result<Assembly, HubError> {
     audit_registry(&dispatcher, &dispatcher.registry(), &[]);
 
     if config.tier != crate::policy::Tier::Paranoid {
-        let env = Arc::new(HostEnv {
-            tier: config.tier,
-            services,
-            outbox: outbox.clone(),
-            topics: topics.clone(),
-            audit: audit_log,
-            secrets: SecretStore::new(config.state_dir.join("secrets.toml")),
-        });
         let workers = config.skills.workers;
         let pool = Pool::start(
             workers,
@@ -156,6 +157,17 @@ pub fn assemble(config: &Config) -> Result<Assembly, HubError> {
         .map_err(HubError::Workers)?;
         dispatcher.set_pool(pool);
     }
+    let (admit, admit_rx) = tokio::sync::mpsc::channel(ADMIT_QUEUE);
+    let setup = protocols::Setup {
+        config,
+        dispatcher: &dispatcher,
+        outbox: &outbox,
+        admit: &admit,
+    };
+    let mut adapters = Vec::new();
+    for start in protocols::ALL {
+        adapters.extend(start(&setup)?);
+    }
     Ok(Assembly {
         dispatcher,
         outbox,
@@ -164,6 +176,8 @@ pub fn assemble(config: &Config) -> Result<Assembly, HubError> {
         topics,
         engine,
         fuel_per_ms,
+        adapters,
+        admit_rx,
     })
 }
 
@@ -189,7 +203,7 @@ pub fn fuel_per_ms(config: &Config, engine: &wasmi::Engine) -> u64 {
 /// `notes` are reload messages (a skill kept at its old version).
 fn audit_registry(dispatcher: &Dispatcher, registry: &Registry, notes: &[String]) {
     for skill in registry.iter() {
-        if skill.kind == crate::policy::SkillKind::Wasm && !skill.enabled() {
+        if skill.kind() == crate::policy::SkillKind::Wasm && !skill.enabled() {
             tracing::warn!(skill = skill.name(), "disabled: {}", skill.admission.reason);
         } else if skill.admission.rule == "tier.convenient.unsigned" {
             tracing::warn!(
@@ -264,6 +278,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         topics,
         engine,
         fuel_per_ms,
+        adapters,
+        admit_rx,
     } = assemble(&config)?;
 
     let will = LastWill::new(topics.status(), offline_status(), QoS::AtLeastOnce, true);
@@ -290,20 +306,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     });
 
-    let hermes = config.hermes.enabled.then(|| {
-        Arc::new(crate::hermes::Adapter::new(
-            dispatcher.clone(),
-            outbox.clone(),
-            config.hermes.intents.clone(),
-            config.mqtt.max_payload,
-        ))
-    });
     let server = Server {
         client,
         topics,
         outbox,
         dispatcher: dispatcher.clone(),
-        hermes,
+        adapters,
         admission: std::sync::Mutex::new(Admission::default()),
         started,
         tier: config.tier,
@@ -314,7 +322,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             running: Arc::default(),
         },
     };
-    server.serve(eventloop, shutdown).await;
+    server.serve(eventloop, admit_rx, shutdown).await;
+    for adapter in &server.adapters {
+        adapter.stop();
+    }
 
     timer_task.abort();
     audit_task.abort();
@@ -373,10 +384,10 @@ struct Server {
     topics: Topics,
     outbox: Outbox,
     dispatcher: Arc<Dispatcher>,
-    /// The Hermes adapter, when `hermes.enabled`.
-    hermes: Option<Arc<crate::hermes::Adapter>>,
+    /// The protocols configured on; MQTT messages are offered to each in turn.
+    adapters: Vec<Arc<dyn Adapter>>,
     /// Requests waiting for their turn, and how many run.
-    admission: std::sync::Mutex<Admission<Pending>>,
+    admission: std::sync::Mutex<Admission<Box<dyn Job>>>,
     started: Instant,
     tier: crate::policy::Tier,
     reload: Reload,
@@ -385,20 +396,6 @@ struct Server {
 /// The request tasks; each returns the satellite whose place it held
 /// (`None` for a task that only sends a refusal).
 type Requests = JoinSet<Option<String>>;
-
-/// Which protocol a request came by.
-#[derive(Debug)]
-enum Route {
-    Native { satellite: String },
-    Hermes { kind: crate::hermes::Kind },
-}
-
-/// A request waiting for its turn.
-#[derive(Debug)]
-pub struct Pending {
-    route: Route,
-    publish: rumqttc::Publish,
-}
 
 /// What a SIGHUP needs to load the skills again.
 struct Reload {
@@ -430,9 +427,9 @@ impl Server {
         tokio::spawn(async move {
             let _one_at_a_time = running.lock_owned().await;
             let begun = Instant::now();
-            let compiled = dispatcher.registry().compiled();
+            let compiled = crate::loader::compiled(&dispatcher.registry());
             let load = tokio::task::spawn_blocking(move || {
-                Registry::load_reusing(&config, &engine, fuel_per_ms, &compiled)
+                crate::loader::load_registry_reusing(&config, &engine, fuel_per_ms, &compiled)
             });
             let loaded = match load.await {
                 Ok(loaded) => loaded.map_err(|e| e.to_string()),
@@ -469,7 +466,12 @@ impl Server {
         });
     }
 
-    async fn serve(&self, mut eventloop: rumqttc::EventLoop, shutdown: impl Future<Output = ()>) {
+    async fn serve(
+        &self,
+        mut eventloop: rumqttc::EventLoop,
+        mut admit_rx: tokio::sync::mpsc::Receiver<Inbound>,
+        shutdown: impl Future<Output = ()>,
+    ) {
         let mut requests = Requests::new();
         let mut backoff = Backoff::default();
         let mut status_tick = tokio::time::interval(Duration::from_secs(60));
@@ -512,6 +514,7 @@ impl Server {
                     }
                 },
                 Some(ended) = requests.join_next() => self.finished(ended, &mut requests),
+                Some(inbound) = admit_rx.recv() => self.admit(inbound, &mut requests, false),
                 _ = status_tick.tick() => self.publish_status(true).await,
             }
         }
@@ -519,13 +522,8 @@ impl Server {
         // Draining: finish what is running, refuse what waits and what arrives.
         tracing::info!(in_flight = requests.len(), "shutting down");
         let waiting = self.admission().drain();
-        for pending in waiting {
-            let failure = Failure::new(
-                Status::Busy,
-                "shutting_down",
-                "the hub is shutting down; retry in a moment",
-            );
-            self.refuse(pending, failure, &mut requests);
+        for job in waiting {
+            self.refuse(job, shutting_down(), &mut requests);
         }
         let deadline = tokio::time::sleep(DRAIN_TIMEOUT);
         tokio::pin!(deadline);
@@ -536,6 +534,7 @@ impl Server {
                     break;
                 }
                 Some(ended) = requests.join_next() => self.finished(ended, &mut requests),
+                Some(inbound) = admit_rx.recv() => self.admit(inbound, &mut requests, true),
                 event = eventloop.poll() => match event {
                     Ok(event) => self.on_event(event, &mut eventloop, &mut requests, true).await,
                     Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -605,17 +604,9 @@ impl Server {
                 );
                 // Subscribe on every connect: a broker that lost our session
                 // would otherwise leave us deaf.
-                if let Err(e) = self
-                    .client
-                    .try_subscribe(self.topics.intent_filter(), QoS::AtLeastOnce)
-                {
-                    tracing::error!("cannot subscribe: {e}");
-                }
-                if self.hermes.is_some() {
-                    for filter in crate::hermes::topics::SUBSCRIPTIONS {
-                        if let Err(e) = self.client.try_subscribe(filter, QoS::AtLeastOnce) {
-                            tracing::error!("cannot subscribe to {filter}: {e}");
-                        }
+                for filter in self.adapters.iter().flat_map(|a| a.subscriptions()) {
+                    if let Err(e) = self.client.try_subscribe(&filter, QoS::AtLeastOnce) {
+                        tracing::error!("cannot subscribe to {filter}: {e}");
                     }
                 }
                 self.publish_status(true).await;
@@ -634,44 +625,50 @@ impl Server {
         }
     }
 
-    fn admission(&self) -> std::sync::MutexGuard<'_, Admission<Pending>> {
+    fn admission(&self) -> std::sync::MutexGuard<'_, Admission<Box<dyn Job>>> {
         // Only the loop's thread takes it, never across an await.
         self.admission.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Routes one message: Hermes topics (when enabled) to the adapter, the
-    /// rest to the native protocol. A request is queued for its turn
-    /// ([`Server::pump`] starts it), or answered at once when it cannot be.
+    /// Offers one message to each adapter in turn; the one it belongs to
+    /// decodes it into a request (queued for its turn, [`Server::pump`]
+    /// starts it) or deals with it at once.
     fn on_publish(&self, publish: rumqttc::Publish, requests: &mut Requests, draining: bool) {
-        let route = match self.route(&publish, requests) {
-            Some(route) => route,
-            None => return,
-        };
-        let key = match &route {
-            Route::Native { satellite } => satellite.clone(),
-            Route::Hermes { .. } => crate::hermes::site_of(&publish.payload),
-        };
-        let pending = Pending { route, publish };
-        if draining {
-            let failure = Failure::new(
-                Status::Busy,
-                "shutting_down",
-                "the hub is shutting down; retry in a moment",
-            );
-            return self.refuse(pending, failure, requests);
+        for adapter in &self.adapters {
+            match adapter.accept(&publish) {
+                Accepted::NotMine => continue,
+                Accepted::Done(answer) => {
+                    if let Some(answer) = answer {
+                        requests.spawn(async move {
+                            answer.await;
+                            None
+                        });
+                    }
+                }
+                Accepted::Request(inbound) => self.admit(inbound, requests, draining),
+            }
+            return;
         }
-        let bytes = pending.publish.payload.len();
-        let offer = self.admission().offer(&key, pending, bytes);
+        tracing::debug!(topic = %publish.topic, "ignoring a message on a topic the hub does not serve");
+    }
+
+    /// Queues a request under its satellite's key, or answers it at once
+    /// when it cannot be queued.
+    fn admit(&self, inbound: Inbound, requests: &mut Requests, draining: bool) {
+        let Inbound { key, bytes, job } = inbound;
+        if draining {
+            return self.refuse(job, shutting_down(), requests);
+        }
+        let offer = self.admission().offer(&key, job, bytes);
         for pushed_out in offer.evicted {
             let failure = Failure::new(
-                Status::Busy,
-                "busy",
+                ErrorCode::Busy,
                 "the hub's queue is full and this satellite had the most requests waiting; \
                  one gave way to another satellite's; retry when one is answered",
             );
             self.refuse(pushed_out, failure, requests);
         }
-        if let Some((pending, refusal)) = offer.refused {
+        if let Some((job, refusal)) = offer.refused {
             let message = match refusal {
                 Refusal::Full => format!(
                     "the hub is already handling {} requests with {} waiting, and this \
@@ -685,153 +682,32 @@ impl Server {
                     crate::admission::MAX_QUEUED_PER_SATELLITE
                 ),
             };
-            return self.refuse(
-                pending,
-                Failure::new(Status::Busy, "busy", message),
-                requests,
-            );
+            return self.refuse(job, Failure::new(ErrorCode::Busy, message), requests);
         }
         self.pump(requests);
-    }
-
-    /// What kind of request `publish` is, or `None` when it was handled
-    /// here (a Hermes playFinished, a bad satellite id, a foreign topic).
-    fn route(&self, publish: &rumqttc::Publish, requests: &mut Requests) -> Option<Route> {
-        if let Some(hermes) = &self.hermes {
-            use crate::hermes::topics::{self as hermes_topics, Incoming as HermesIncoming};
-            match hermes_topics::parse(&publish.topic) {
-                HermesIncoming::Intent { name } => {
-                    return Some(Route::Hermes {
-                        kind: crate::hermes::Kind::Intent(name.to_string()),
-                    });
-                }
-                HermesIncoming::NotRecognized => {
-                    return Some(Route::Hermes {
-                        kind: crate::hermes::Kind::NotRecognized,
-                    });
-                }
-                HermesIncoming::PlayFinished { site_id } => {
-                    // Handled at once, in order: a request that follows it sees it.
-                    hermes.play_finished(site_id, &publish.payload);
-                    return None;
-                }
-                HermesIncoming::Other => {}
-            }
-        }
-        match self.topics.parse(&publish.topic) {
-            Incoming::Intent { satellite } => Some(Route::Native {
-                satellite: satellite.to_string(),
-            }),
-            Incoming::BadSatellite {
-                raw,
-                reason,
-                reply_to,
-            } => {
-                let failure = Failure::new(Status::Invalid, "bad_satellite", reason);
-                let reply =
-                    self.dispatcher
-                        .refuse(raw, Protocol::Native, &publish.payload, failure);
-                log_reply(raw, &reply);
-                if let Some(topic) = reply_to {
-                    let outbox = self.outbox.clone();
-                    requests.spawn(async move {
-                        outbox.reply(topic, &reply).await;
-                        None
-                    });
-                }
-                None
-            }
-            Incoming::Other => {
-                tracing::debug!(topic = %publish.topic, "ignoring a message on a topic the hub does not serve");
-                None
-            }
-        }
     }
 
     /// Starts waiting requests while there is room.
     fn pump(&self, requests: &mut Requests) {
         loop {
-            let Some((key, pending)) = self.admission().start_next() else {
+            let Some((key, job)) = self.admission().start_next() else {
                 return;
             };
-            let Pending { route, publish } = pending;
-            match route {
-                Route::Native { satellite } => {
-                    let dispatcher = self.dispatcher.clone();
-                    let outbox = self.outbox.clone();
-                    let reply_topic = self.topics.reply(&satellite);
-                    requests.spawn(async move {
-                        let handled = crate::panics::caught(dispatcher.handle_payload(
-                            &satellite,
-                            Protocol::Native,
-                            &publish.payload,
-                        ))
-                        .await;
-                        let reply = handled.unwrap_or_else(|panic| {
-                            dispatcher.refuse(
-                                &satellite,
-                                Protocol::Native,
-                                &publish.payload,
-                                internal_failure(&panic),
-                            )
-                        });
-                        log_reply(&satellite, &reply);
-                        outbox.reply(reply_topic, &reply).await;
-                        Some(key)
-                    });
-                }
-                Route::Hermes { kind } => {
-                    let hermes = self
-                        .hermes
-                        .clone()
-                        .expect("Hermes requests are routed only when it is enabled");
-                    let outbox = self.outbox.clone();
-                    requests.spawn(async move {
-                        let handled =
-                            crate::panics::caught(hermes.handle(&kind, &publish.payload)).await;
-                        if let Err(panic) = handled {
-                            let failure = internal_failure(&panic);
-                            if let Some(answer) = hermes.refuse(&kind, &publish.payload, failure) {
-                                outbox.send(answer).await;
-                            }
-                        }
-                        Some(key)
-                    });
-                }
-            }
+            let dispatcher = self.dispatcher.clone();
+            requests.spawn(async move {
+                protocols::run(&dispatcher, job).await;
+                Some(key)
+            });
         }
     }
 
     /// Answers a request that will not run (busy, shutting down).
-    fn refuse(&self, pending: Pending, failure: Failure, requests: &mut Requests) {
-        let Pending { route, publish } = pending;
-        match route {
-            Route::Native { satellite } => {
-                let reply =
-                    self.dispatcher
-                        .refuse(&satellite, Protocol::Native, &publish.payload, failure);
-                log_reply(&satellite, &reply);
-                let outbox = self.outbox.clone();
-                let topic = self.topics.reply(&satellite);
-                requests.spawn(async move {
-                    outbox.reply(topic, &reply).await;
-                    None
-                });
-            }
-            Route::Hermes { kind } => {
-                let hermes = self
-                    .hermes
-                    .as_ref()
-                    .expect("Hermes requests are routed only when it is enabled");
-                if let Some(answer) = hermes.refuse(&kind, &publish.payload, failure) {
-                    let outbox = self.outbox.clone();
-                    requests.spawn(async move {
-                        outbox.send(answer).await;
-                        None
-                    });
-                }
-            }
-        }
+    fn refuse(&self, job: Box<dyn Job>, failure: Failure, requests: &mut Requests) {
+        let answer = protocols::refuse(&self.dispatcher, job, failure);
+        requests.spawn(async move {
+            answer.await;
+            None
+        });
     }
 
     /// A request task ended: give its place back and start the next.
@@ -858,30 +734,11 @@ impl Server {
     }
 }
 
-/// The answer to a request whose handling panicked: a bug of the hub's,
-/// logged here, that costs this request and nothing else.
-fn internal_failure(panic: &str) -> Failure {
-    tracing::error!("a request hit a bug in the hub and was answered `error`: {panic}");
+fn shutting_down() -> Failure {
     Failure::new(
-        Status::Error,
-        "internal",
-        format!("the hub hit a bug while handling this request ({panic}); it was logged"),
+        ErrorCode::ShuttingDown,
+        "the hub is shutting down; retry in a moment",
     )
-}
-
-fn log_reply(satellite: &str, reply: &hark_skill_sdk::Reply) {
-    match &reply.error {
-        None => tracing::debug!(satellite, id = ?reply.id, intent = ?reply.intent, "ok"),
-        Some(error) => tracing::info!(
-            satellite,
-            id = ?reply.id,
-            intent = ?reply.intent,
-            status = %reply.status,
-            code = %error.code,
-            "{}",
-            error.message
-        ),
-    }
 }
 
 /// The retained status: how a UI learns what runs and what is off, and why.

@@ -24,16 +24,6 @@ impl CancelFlag {
     pub fn is_raised(&self) -> bool {
         self.raised.load(Ordering::SeqCst)
     }
-
-    pub async fn cancelled(&self) {
-        loop {
-            let notified = self.notify.notified();
-            if self.is_raised() {
-                return;
-            }
-            notified.await;
-        }
-    }
 }
 
 #[derive(Debug)]

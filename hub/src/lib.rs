@@ -1,57 +1,68 @@
 //! Hark, a voice-assistant hub for Raspberry-Pi-class boards.
 //!
-//! Satellites publish intents on `<prefix>/intent/<sat>`. The MQTT loop
-//! ([`hub`]) hands each payload to the [`dispatch`] pipeline on its own task:
-//! parse, look up the skill in the [`registry`], ask the [`policy`] gate,
-//! validate `args` against the skill's schema, run it, append an [`audit`]
-//! record, and queue exactly one reply through the [`events`] outbox. Skills
-//! act through [`host`]: [`timers`] (persisted, ringing on time after a
-//! restart) and [`playback`] (the hub's speaker via [`audio`]).
+//! Satellites speak one of the [`protocols`]: the native MQTT protocol
+//! (intents on `<prefix>/intent/<sat>`), Rhasspy's Hermes, or Home
+//! Assistant's Wyoming. Each protocol's adapter decodes what arrives once into
+//! a [`request::Request`]; the loop ([`hub`]) admits it fairly among
+//! satellites and runs the [`dispatch`] pipeline on its own task: look up the
+//! skill in the [`registry`], ask the [`policy`] gate, validate `args`
+//! against the skill's schema, run it, append an [`audit`] record, and hand
+//! exactly one reply back to the adapter to encode. Every effect a skill
+//! causes, built-in (through [`builtin_host`]) or sandboxed, is one function of
+//! [`effects`], which asks the policy gate first: [`timers`] (persisted,
+//! ringing on time after a restart), [`playback`] (the hub's speaker via
+//! [`audio`]), publishing, a skill's store, secrets. Events leave through the
+//! [`events`] outbox, which hands each to its protocol's adapter.
 //!
 //! Layout:
 //! - [`config`] — `hark.toml`, parsed then validated
 //! - [`hub`] — assembly, the MQTT loop, shutdown
+//! - [`protocols`] — one adapter per protocol: native, Hermes, Wyoming
+//! - [`request`] — the typed request every adapter decodes into, and failures
 //! - [`admission`], [`fair`] — requests waiting and running, fair among satellites
-//! - [`mqtt`] — client options, backoff, [`mqtt::topics`]
+//! - [`mqtt`] — the broker link: client options, backoff, packet limits
 //! - `broker`: the embedded rumqttd (feature `embedded-broker`)
 //! - [`dispatch`] — request -> reply, the one pipeline
-//! - [`registry`] — skills with their manifests and compiled schemas
+//! - [`registry`] — skills with their facts and compiled schemas, a plain container
 //! - [`policy`] — tiers, permissions, grants; pure decisions
-//! - [`host`], [`timers`], [`playback`], [`inflight`]: what skills act on
+//! - [`effects`] — every effect a skill can cause, each behind the gate; kv, secrets
+//! - [`builtin_host`] — the built-in skills' way to the effects
+//! - [`timers`], [`playback`], [`inflight`]: what effects act on
 //! - [`audio`] — sounds, WAV files, cpal or null output
 //! - [`sandbox`] — WebAssembly skills in wasmi: limits, host functions, workers
-//! - [`loader`], [`signing`] — skill folders from `skills.dir`, and their signatures
+//! - [`loader`], [`signing`] — fills the registry: built-ins, then `skills.dir`, signatures
 //! - [`audit`] — the hash-chained log and its verifier
-//! - [`events`] — replies and events on their way to MQTT
-//! - [`hermes`] — Rhasspy satellites over Hermes, in front of the same dispatcher
+//! - [`events`] — the outbox: events routed to their protocol, MQTT messages queued
 //! - [`cli`] — the commands besides `run`
 //! - [`os`] — the open-files limit, raised at start
 //! - [`panics`] — a panic on the request path answers `error`, not an abort
 //! - [`logging`] — the text log's escaping field formatter
 
-pub mod admission;
-pub mod audio;
+mod admission;
+mod audio;
 pub mod audit;
 #[cfg(feature = "embedded-broker")]
 pub mod broker;
+mod builtin_host;
 pub mod cli;
 pub mod config;
-pub mod dispatch;
+mod dispatch;
+pub mod effects;
 pub mod events;
-pub mod fair;
-pub mod fsutil;
-pub mod hermes;
-pub mod host;
+mod fair;
+mod fsutil;
 pub mod hub;
 pub mod inflight;
-pub mod loader;
+mod loader;
 pub mod logging;
-pub mod mqtt;
+mod mqtt;
 pub mod os;
-pub mod panics;
-pub mod playback;
-pub mod policy;
+mod panics;
+mod playback;
+mod policy;
+pub mod protocols;
 pub mod registry;
+mod request;
 pub mod sandbox;
 pub mod signing;
 pub mod timers;

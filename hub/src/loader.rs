@@ -1,5 +1,8 @@
-//! Loading WebAssembly skills from `skills.dir`: one folder per skill,
-//! `<dir>/<name>/{manifest.json, manifest.sig, <entrypoint>}`.
+//! Filling the [registry](crate::registry): the built-in skills, then one
+//! folder per WebAssembly skill in `skills.dir`,
+//! `<dir>/<name>/{manifest.json, manifest.sig, <entrypoint>}`. Each skill's
+//! facts ([`SkillInfo`]) are established here once and shared by its entry
+//! and its sandbox calls; its args schema is compiled here.
 //!
 //! Every check says what a person can fix: the manifest's own rules, the
 //! folder named after the skill, ABI 1, the module's `sha256`, limits that
@@ -21,10 +24,9 @@ use hark_skill_sdk::{ABI_VERSION, Manifest};
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
-use crate::policy::{Signature, SkillKind};
-use crate::registry::{self, LoadError, Runner, Skill};
-use crate::sandbox::host::SkillInfo;
-use crate::sandbox::kv::KvStore;
+use crate::effects::kv::KvStore;
+use crate::policy::{self, Action, Signature, SkillInfo, SkillKind};
+use crate::registry::{ArgsSchema, LoadError, Registry, Runner, Skill};
 use crate::sandbox::{self, CallLimits, WasmSkill};
 
 /// Largest `manifest.json` read.
@@ -32,6 +34,102 @@ const MAX_MANIFEST_BYTES: u64 = 256 * 1024;
 
 /// Compiled modules by the sha256 (hex) of their bytes, for a reload to reuse.
 pub type Compiled = HashMap<String, wasmi::Module>;
+
+/// Built-ins plus every skill in `skills.dir`.
+pub fn load_registry(
+    config: &Config,
+    engine: &wasmi::Engine,
+    fuel_per_ms: u64,
+) -> Result<Registry, LoadError> {
+    load_registry_reusing(config, engine, fuel_per_ms, &Compiled::new()).map(|(r, _)| r)
+}
+
+/// Like [`load_registry`], reusing the modules in `compiled` (see
+/// [`compiled`]) whose sha256 did not change. Also returns the names of the
+/// skills whose module was kept.
+pub fn load_registry_reusing(
+    config: &Config,
+    engine: &wasmi::Engine,
+    fuel_per_ms: u64,
+    compiled: &Compiled,
+) -> Result<(Registry, Vec<String>), LoadError> {
+    let mut registry = builtins(config)?;
+    let scan = scan_reusing(config, engine, fuel_per_ms, compiled);
+    for skill in scan.skills {
+        registry.insert(skill);
+    }
+    for error in scan.broken {
+        registry.insert_broken(error);
+    }
+    Ok((registry, scan.kept))
+}
+
+/// The built-in skills, admitted under `config.tier`. A built-in whose
+/// manifest fails is a bug of this build: the hub does not start.
+pub fn builtins(config: &Config) -> Result<Registry, LoadError> {
+    let mut registry = Registry::default();
+    for runner in hark_skills_builtin::all() {
+        let manifest = Manifest::from_json(runner.manifest_json()).map_err(|e| LoadError {
+            name: "?".into(),
+            problems: format!("manifest: {e}"),
+        })?;
+        let mut skill = prepare(
+            manifest,
+            SkillKind::Builtin,
+            Signature::NotApplicable,
+            config,
+        )?;
+        skill.runner = Runner::Builtin(runner);
+        registry.insert(skill);
+    }
+    Ok(registry)
+}
+
+/// The compiled modules of `registry`'s WebAssembly skills, by sha256: what
+/// a reload may reuse.
+pub fn compiled(registry: &Registry) -> Compiled {
+    registry
+        .iter()
+        .filter_map(|s| match &s.runner {
+            Runner::Wasm(w) => Some((w.info.manifest.sha256.clone()?, w.module.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Checks a manifest's own rules, compiles its args schema, and asks the
+/// gate whether the tier admits the skill: an entry not yet runnable.
+fn prepare(
+    manifest: Manifest,
+    kind: SkillKind,
+    signature: Signature,
+    config: &Config,
+) -> Result<Skill, LoadError> {
+    let fail = |problems: String| LoadError {
+        name: manifest.name.clone(),
+        problems,
+    };
+    let problems = manifest.problems();
+    if !problems.is_empty() {
+        let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        return Err(fail(list.join("; ")));
+    }
+    let schema = ArgsSchema::compile(manifest.args_schema.clone())
+        .map_err(|e| fail(format!("args_schema: {e}")))?;
+    let grants = config
+        .grants
+        .get(&manifest.name)
+        .cloned()
+        .unwrap_or_default();
+    let info = SkillInfo::new(kind, manifest, signature, grants);
+    let admission = policy::decide(config.tier, &info, &Action::Load);
+    Ok(Skill {
+        info: Arc::new(info),
+        schema,
+        admission,
+        runner: Runner::Unavailable,
+    })
+}
 
 /// What a scan of `skills.dir` found.
 #[derive(Debug, Default)]
@@ -44,6 +142,7 @@ pub struct Scan {
 
 /// Reads every skill folder, compiling every module. A missing `skills.dir`
 /// is an empty scan.
+#[cfg(test)]
 pub fn scan(config: &Config, engine: &wasmi::Engine, fuel_per_ms: u64) -> Scan {
     scan_reusing(config, engine, fuel_per_ms, &Compiled::new())
 }
@@ -82,7 +181,7 @@ pub fn scan_reusing(
         match load_reusing(&dir, config, engine, fuel_per_ms, compiled) {
             Ok((skill, kept)) => {
                 if kept {
-                    scan.kept.push(skill.manifest.name.clone());
+                    scan.kept.push(skill.name().to_string());
                 }
                 scan.skills.push(skill);
             }
@@ -187,18 +286,12 @@ fn load_reusing(
     }
 
     let kv = KvStore::open(&config.state_dir.join("kv"), &manifest.name).map_err(fail)?;
-    let info_template = (manifest.clone(), signature.clone(), kv);
-    let mut skill = registry::prepare(
-        manifest_text,
-        SkillKind::Wasm,
-        signature,
-        Runner::Unavailable,
-        config,
-    )?;
+    let mut skill = prepare(manifest, SkillKind::Wasm, signature, config)?;
     let mut kept = false;
     if skill.enabled() {
+        let info = skill.info.clone();
         let limits = CallLimits::new(
-            &skill.manifest,
+            &info.manifest,
             config.skills.timeout,
             config.skills.memory_mib,
             fuel_per_ms,
@@ -211,7 +304,7 @@ fn load_reusing(
         };
         let module = match compiled.get(&actual) {
             Some(module) => {
-                sandbox::check_module(module, &skill.permissions, limits.memory_bytes)
+                sandbox::check_module(module, &info.permissions, limits.memory_bytes)
                     .map_err(explain)?;
                 kept = true;
                 module.clone()
@@ -219,22 +312,14 @@ fn load_reusing(
             None => sandbox::compile(
                 engine,
                 &module_bytes,
-                &skill.permissions,
+                &info.permissions,
                 limits.memory_bytes,
             )
             .map_err(explain)?,
         };
-        let (manifest, signature, kv) = info_template;
-        let info = SkillInfo {
-            name: manifest.name.clone(),
-            permissions: skill.permissions.clone(),
-            grants: skill.grants.clone(),
-            manifest,
-            signature,
-            kv: Arc::new(kv),
-        };
         skill.runner = Runner::Wasm(Arc::new(WasmSkill {
-            info: Arc::new(info),
+            info,
+            kv: Arc::new(kv),
             module,
             limits,
         }));
@@ -318,7 +403,7 @@ mod tests {
         scan.skills
             .iter()
             .filter_map(|s| match &s.runner {
-                Runner::Wasm(w) => Some((s.manifest.sha256.clone()?, w.module.clone())),
+                Runner::Wasm(w) => Some((s.info.manifest.sha256.clone()?, w.module.clone())),
                 _ => None,
             })
             .collect()
@@ -361,5 +446,35 @@ mod tests {
             "{:?}",
             second.broken
         );
+    }
+
+    #[test]
+    fn every_manifest_file_loads_and_its_schema_compiles() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let manifest =
+                Manifest::from_json(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(manifest.problems(), Vec::new(), "{}", path.display());
+            ArgsSchema::compile(manifest.args_schema.clone())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(
+                path.file_stem().unwrap().to_str().unwrap(),
+                manifest.name,
+                "manifests/<skill>.json is named after its skill"
+            );
+            seen += 1;
+        }
+        assert!(seen >= 3, "found {seen} manifests in {}", dir.display());
+    }
+
+    #[test]
+    fn builtins_are_registered_and_enabled_in_paranoid() {
+        let registry = builtins(&Config::defaults()).unwrap();
+        let names: Vec<&str> = registry.iter().map(|s| s.name()).collect();
+        assert_eq!(names, ["audio.play", "system.cancel", "timer.set"]);
+        assert!(registry.iter().all(|s| s.enabled()));
     }
 }

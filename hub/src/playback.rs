@@ -1,8 +1,9 @@
 //! Who is playing what: the hub's speaker (one clip at a time, owned by the
 //! satellite that asked for it) and sounds the hub told satellites to play.
 //! Every start and stop becomes a `playback_started` / `playback_stopped`
-//! event for the owning satellite. A Hermes satellite is sent the sound
-//! itself (`playBytes`) and reports when it is done (`playFinished`).
+//! event for the owning satellite. A satellite whose protocol carries sounds
+//! ([`SatelliteSound::Sent`], Hermes's `playBytes`) is sent the sound itself
+//! and reports when it is done ([`PlaybackService::finished`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -10,17 +11,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hark_skills_builtin::{HostError, PlaybackView, Target};
+use hark_skills_builtin::{EffectError, ErrorCode, PlaybackView, Target};
 use serde_json::json;
 
 use crate::audio::{self, AudioError, AudioOut, Clip, PlaybackEnd, PlaybackStopper};
-use crate::events::{Event, Outbox, Protocol};
+use crate::events::{Event, Outbox, Protocol, SatelliteSound};
 use crate::timers::{Ringer, Timer};
-
-/// A Hermes satellite's playback counts as playing until its `playFinished`,
-/// or until this long after the clip's length when none comes (a satellite
-/// that went away, or queued the sound behind speech).
-pub const HERMES_FINISH_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 struct HubPlayback {
@@ -35,6 +31,8 @@ struct SatellitePlayback {
     protocol: Protocol,
     sound: String,
     until: tokio::time::Instant,
+    /// The hub sent the sound; the satellite says when it is done.
+    sent: bool,
 }
 
 #[derive(Debug, Default)]
@@ -50,24 +48,16 @@ pub struct PlaybackService {
     outbox: Outbox,
     state: Mutex<State>,
     next_id: AtomicU64,
-    /// Largest WAV sent to a Hermes satellite in one `playBytes`.
-    play_bytes_limit: usize,
 }
 
 impl PlaybackService {
-    pub fn new(
-        out: AudioOut,
-        media_dir: Option<PathBuf>,
-        outbox: Outbox,
-        play_bytes_limit: usize,
-    ) -> Arc<PlaybackService> {
+    pub fn new(out: AudioOut, media_dir: Option<PathBuf>, outbox: Outbox) -> Arc<PlaybackService> {
         Arc::new(PlaybackService {
             out,
             media_dir,
             outbox,
             state: Mutex::new(State::default()),
             next_id: AtomicU64::new(1),
-            play_bytes_limit,
         })
     }
 
@@ -79,13 +69,13 @@ impl PlaybackService {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn load(&self, sound: &str) -> Result<Clip, HostError> {
+    fn load(&self, sound: &str) -> Result<Clip, EffectError> {
         self.load_at(sound, self.out.sample_rate())
     }
 
     /// Built-ins are synthesized at `sample_rate`; files keep their own.
-    fn load_at(&self, sound: &str, sample_rate: u32) -> Result<Clip, HostError> {
-        audio::media::load(sound, self.media_dir.as_deref(), sample_rate).map_err(host_error)
+    fn load_at(&self, sound: &str, sample_rate: u32) -> Result<Clip, EffectError> {
+        audio::media::load(sound, self.media_dir.as_deref(), sample_rate).map_err(effect_error)
     }
 
     /// Starts `sound` for `satellite`; returns at once.
@@ -96,12 +86,17 @@ impl PlaybackService {
         sound: &str,
         target: Target,
         volume: f32,
-    ) -> Result<PlaybackView, HostError> {
-        let to_hermes_satellite = target == Target::Satellite && protocol == Protocol::Hermes;
-        let clip = if to_hermes_satellite {
-            self.load_at(sound, crate::hermes::SATELLITE_SAMPLE_RATE)?
-        } else {
-            self.load(sound)?
+    ) -> Result<PlaybackView, EffectError> {
+        let route = self.outbox.route(protocol);
+        let sent = match (target, route.as_ref().map(|r| r.satellite_sound())) {
+            (Target::Satellite, Some(SatelliteSound::Sent { sample_rate, grace })) => {
+                Some((sample_rate, grace))
+            }
+            _ => None,
+        };
+        let clip = match sent {
+            Some((sample_rate, _)) => self.load_at(sound, sample_rate)?,
+            None => self.load(sound)?,
         };
         let duration = clip.duration();
         let id = format!("p-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
@@ -116,9 +111,9 @@ impl PlaybackService {
             Target::Hub => self.play_on_hub(satellite, protocol, &id, sound, clip, volume),
             Target::Satellite => {
                 let mut until = tokio::time::Instant::now() + duration;
-                if to_hermes_satellite {
-                    self.send_play_bytes(satellite, &id, sound, &clip)?;
-                    until += HERMES_FINISH_GRACE;
+                if let (Some((_, grace)), Some(route)) = (sent, &route) {
+                    route.send_sound(satellite, &id, sound, &clip, &self.outbox)?;
+                    until += grace;
                 }
                 let previous = self.lock().satellites.insert(
                     satellite.to_string(),
@@ -127,6 +122,7 @@ impl PlaybackService {
                         protocol,
                         sound: sound.to_string(),
                         until,
+                        sent: sent.is_some(),
                     },
                 );
                 let still_playing = |p: &SatellitePlayback| p.until > tokio::time::Instant::now();
@@ -148,39 +144,6 @@ impl PlaybackService {
             target,
             duration,
         })
-    }
-
-    /// Sends the clip to a Hermes satellite as a WAV file on
-    /// `hermes/audioServer/<site>/playBytes/<playback id>`.
-    fn send_play_bytes(
-        &self,
-        satellite: &str,
-        id: &str,
-        sound: &str,
-        clip: &Clip,
-    ) -> Result<(), HostError> {
-        let wav = audio::wav::encode_pcm16(clip);
-        if wav.len() > self.play_bytes_limit {
-            return Err(HostError {
-                code: "sound_unplayable",
-                message: "That sound is too long to send to this satellite.".to_string(),
-                detail: Some(format!(
-                    "{sound} is {} bytes as a 16-bit WAV file; one playBytes message carries at \
-                     most {} bytes (32 x mqtt.max_payload, at least 2 MiB)",
-                    wav.len(),
-                    self.play_bytes_limit
-                )),
-                pointer: None,
-            });
-        }
-        self.outbox
-            .try_send(crate::hermes::answer::play_bytes(satellite, id, wav))
-            .map_err(|_| HostError {
-                code: "speaker",
-                message: "The satellite can't be reached right now.".to_string(),
-                detail: Some("the hub's outgoing queue is full; playBytes was not sent".into()),
-                pointer: None,
-            })
     }
 
     fn play_on_hub(
@@ -254,15 +217,15 @@ impl PlaybackService {
         stopped
     }
 
-    /// A Hermes satellite reported (`playFinished`) that it played the
-    /// `playBytes` with this id to the end. Returns whether that was the
-    /// satellite's current playback (which is then over).
+    /// A satellite reported (Hermes: `playFinished`) that it played the
+    /// sound the hub sent it as playback `id` to the end. Returns whether
+    /// that was the satellite's current playback (which is then over).
     pub fn finished(&self, satellite: &str, id: &str) -> bool {
         let mut state = self.lock();
         let current = state
             .satellites
             .get(satellite)
-            .is_some_and(|p| p.id == id && p.protocol == Protocol::Hermes);
+            .is_some_and(|p| p.id == id && p.sent);
         if !current {
             return false;
         }
@@ -274,53 +237,53 @@ impl PlaybackService {
     }
 
     /// How long a sound plays, without playing it.
-    pub fn duration_of(&self, sound: &str) -> Result<Duration, HostError> {
+    pub fn duration_of(&self, sound: &str) -> Result<Duration, EffectError> {
         Ok(self.load(sound)?.duration())
     }
 }
 
 /// Audio errors name files and folders on the hub: fine for `error.message`,
 /// not for a speaker in the living room. Speech gets a plain sentence.
-fn host_error(e: AudioError) -> HostError {
+fn effect_error(e: AudioError) -> EffectError {
     let detail = Some(e.to_string());
     let (code, message, pointer) = match &e {
         AudioError::MediaDirNotSet => (
-            "bad_sound",
+            ErrorCode::BadSound,
             "I can only play the chime and the alarm; no media folder is set up.".to_string(),
             Some("/sound"),
         ),
         AudioError::BadName { .. } => (
-            "bad_sound",
+            ErrorCode::BadSound,
             "I can't play a sound by that name.".to_string(),
             Some("/sound"),
         ),
         AudioError::NotFound { name, .. } => (
-            "bad_sound",
+            ErrorCode::BadSound,
             format!("I can't find a sound called {name}."),
             Some("/sound"),
         ),
         AudioError::OutsideMediaDir { .. } => (
-            "bad_sound",
+            ErrorCode::BadSound,
             "That sound is outside the media folder, so I won't play it.".to_string(),
             Some("/sound"),
         ),
         AudioError::MediaDir { .. } => (
-            "bad_sound",
+            ErrorCode::BadSound,
             "The media folder can't be used right now.".to_string(),
             Some("/sound"),
         ),
         AudioError::Read { .. } | AudioError::TooLarge { .. } | AudioError::InvalidWav { .. } => (
-            "sound_unplayable",
+            ErrorCode::SoundUnplayable,
             "That sound file can't be played.".to_string(),
             None,
         ),
         AudioError::NoAudioSupport | AudioError::Device { .. } => (
-            "speaker",
+            ErrorCode::Speaker,
             "The hub's speaker isn't working.".to_string(),
             None,
         ),
     };
-    HostError {
+    EffectError {
         code,
         message,
         detail,

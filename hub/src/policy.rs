@@ -1,9 +1,9 @@
 //! The policy gate: trust tiers, permissions and grants (SPEC §3–4).
 //!
 //! [`decide`] is a pure function from facts (tier, what the skill is, how it
-//! is signed, what the user granted) and a requested action to a [`Decision`]
-//! naming the rule that decided. Every load, call and host call passes here;
-//! nothing is allowed that a rule does not allow.
+//! is signed, what the user granted: its [`SkillInfo`]) and a requested
+//! action to a [`Decision`] naming the rule that decided. Every load, call
+//! and host call passes here; nothing is allowed that a rule does not allow.
 
 use std::fmt;
 use std::str::FromStr;
@@ -83,14 +83,39 @@ pub enum Signature {
     Rejected { reason: String },
 }
 
-/// The facts about one skill the gate decides on.
-#[derive(Debug, Clone, Copy)]
-pub struct Subject<'a> {
+/// What the hub established about one skill when it loaded it: the facts
+/// the gate decides on. Held once per skill, in one `Arc` that its registry
+/// entry and its sandbox calls share.
+#[derive(Debug, Clone)]
+pub struct SkillInfo {
+    /// The intent it serves: its manifest's `name`.
+    pub name: String,
     pub kind: SkillKind,
-    pub manifest: &'a Manifest,
-    pub signature: &'a Signature,
+    /// Validated.
+    pub manifest: Manifest,
+    /// The manifest's permissions, parsed.
+    pub permissions: Vec<Permission>,
+    pub signature: Signature,
     /// High-risk permissions the user granted this skill in `[grants]`.
-    pub grants: &'a [Permission],
+    pub grants: Vec<Permission>,
+}
+
+impl SkillInfo {
+    pub fn new(
+        kind: SkillKind,
+        manifest: Manifest,
+        signature: Signature,
+        grants: Vec<Permission>,
+    ) -> SkillInfo {
+        SkillInfo {
+            name: manifest.name.clone(),
+            kind,
+            permissions: manifest.parsed_permissions(),
+            manifest,
+            signature,
+            grants,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -130,22 +155,22 @@ impl Decision {
 }
 
 /// The gate. Default-deny: every path that is not explicitly allowed denies.
-pub fn decide(tier: Tier, subject: &Subject<'_>, action: &Action<'_>) -> Decision {
-    match (subject.kind, action) {
+pub fn decide(tier: Tier, skill: &SkillInfo, action: &Action<'_>) -> Decision {
+    match (skill.kind, action) {
         (SkillKind::Builtin, Action::Load | Action::Run) => {
             Decision::allow("builtin", "built-in skills run in every tier")
         }
-        (SkillKind::Builtin, Action::Use(p)) => use_declared(subject, p, "builtin.declared"),
-        (SkillKind::Wasm, Action::Load | Action::Run) => wasm_admission(tier, subject),
+        (SkillKind::Builtin, Action::Use(p)) => use_declared(skill, p, "builtin.declared"),
+        (SkillKind::Wasm, Action::Load | Action::Run) => wasm_admission(tier, skill),
         (SkillKind::Wasm, Action::Use(p)) => {
-            let admitted = wasm_admission(tier, subject);
+            let admitted = wasm_admission(tier, skill);
             if !admitted.allow {
                 return admitted;
             }
             if **p == Permission::Log {
                 return Decision::allow("permission.log", "log is always granted");
             }
-            let declared = use_declared(subject, p, "permission.declared");
+            let declared = use_declared(skill, p, "permission.declared");
             if !declared.allow || p.risk() == Risk::Low {
                 return declared;
             }
@@ -154,14 +179,14 @@ pub fn decide(tier: Tier, subject: &Subject<'_>, action: &Action<'_>) -> Decisio
                     "tier.paranoid.high_risk",
                     format!("tier paranoid never allows {p}"),
                 ),
-                Tier::Trusted if subject.grants.contains(p) => {
+                Tier::Trusted if skill.grants.contains(p) => {
                     Decision::allow("grant", format!("{p} is granted in [grants]"))
                 }
                 Tier::Trusted => Decision::deny(
                     "grant.missing",
                     format!(
                         "{p} is high-risk and not granted; add {} = [\"{p}\"] to [grants]",
-                        subject.manifest.name
+                        skill.name
                     ),
                 ),
                 Tier::Convenient => Decision::allow(
@@ -173,28 +198,20 @@ pub fn decide(tier: Tier, subject: &Subject<'_>, action: &Action<'_>) -> Decisio
     }
 }
 
-fn use_declared(subject: &Subject<'_>, p: &Permission, rule: &'static str) -> Decision {
-    let declared = subject
-        .manifest
-        .permissions
-        .iter()
-        .any(|d| Permission::parse(d).as_ref() == Ok(p));
-    if declared {
+fn use_declared(skill: &SkillInfo, p: &Permission, rule: &'static str) -> Decision {
+    if skill.permissions.contains(p) {
         Decision::allow(rule, format!("{p} is declared"))
     } else {
         Decision::deny(
             "permission.undeclared",
-            format!(
-                "{} does not declare the permission {p}",
-                subject.manifest.name
-            ),
+            format!("{} does not declare the permission {p}", skill.name),
         )
     }
 }
 
 /// May this WebAssembly skill serve intents at all under `tier`?
-fn wasm_admission(tier: Tier, subject: &Subject<'_>) -> Decision {
-    if let Signature::Rejected { reason } = subject.signature {
+fn wasm_admission(tier: Tier, skill: &SkillInfo) -> Decision {
+    if let Signature::Rejected { reason } = &skill.signature {
         // A signature that fails is a sign of tampering: refused in every tier.
         return Decision::deny("signature.rejected", format!("signature refused: {reason}"));
     }
@@ -204,7 +221,7 @@ fn wasm_admission(tier: Tier, subject: &Subject<'_>) -> Decision {
             "tier paranoid allows built-in skills only",
         ),
         Tier::Trusted => {
-            let signer = match subject.signature {
+            let signer = match &skill.signature {
                 Signature::Verified { signer } => signer,
                 Signature::UnknownSigner { signer } => {
                     return Decision::deny(
@@ -222,11 +239,10 @@ fn wasm_admission(tier: Tier, subject: &Subject<'_>) -> Decision {
                     );
                 }
             };
-            let ungranted: Vec<String> = subject
-                .manifest
-                .parsed_permissions()
-                .into_iter()
-                .filter(|p| p.risk() == Risk::High && !subject.grants.contains(p))
+            let ungranted: Vec<String> = skill
+                .permissions
+                .iter()
+                .filter(|p| p.risk() == Risk::High && !skill.grants.contains(p))
                 .map(|p| p.to_string())
                 .collect();
             if ungranted.is_empty() {
@@ -239,7 +255,7 @@ fn wasm_admission(tier: Tier, subject: &Subject<'_>) -> Decision {
                          to [grants] to allow it",
                         ungranted.join(", "),
                         if ungranted.len() == 1 { "it" } else { "them" },
-                        subject.manifest.name,
+                        skill.name,
                         ungranted
                             .iter()
                             .map(|p| format!("\"{p}\""))
@@ -249,7 +265,7 @@ fn wasm_admission(tier: Tier, subject: &Subject<'_>) -> Decision {
                 )
             }
         }
-        Tier::Convenient => match subject.signature {
+        Tier::Convenient => match &skill.signature {
             Signature::Verified { signer } => {
                 Decision::allow("tier.convenient.signed", format!("signed by {signer}"))
             }
@@ -280,18 +296,8 @@ mod tests {
         }
     }
 
-    fn subject<'a>(
-        kind: SkillKind,
-        m: &'a Manifest,
-        sig: &'a Signature,
-        grants: &'a [Permission],
-    ) -> Subject<'a> {
-        Subject {
-            kind,
-            manifest: m,
-            signature: sig,
-            grants,
-        }
+    fn subject(kind: SkillKind, m: &Manifest, sig: &Signature, grants: &[Permission]) -> SkillInfo {
+        SkillInfo::new(kind, m.clone(), sig.clone(), grants.to_vec())
     }
 
     #[test]

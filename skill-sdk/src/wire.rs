@@ -79,6 +79,121 @@ impl core::fmt::Display for Status {
     }
 }
 
+/// Declares [`ErrorCode`]: each code with its wire string and the status a
+/// failure with that code has.
+macro_rules! error_codes {
+    ($($(#[$doc:meta])* $variant:ident = $text:literal => $status:ident,)*) => {
+        /// A failure's stable, machine-readable code (`error.code`): every code
+        /// the hub and its built-in skills give, and [`ErrorCode::Skill`] for a
+        /// code a WebAssembly skill chose for itself. On the wire it is the
+        /// code's string (docs/protocol.md §5.2, §5.3), so matching on the
+        /// enum, not on strings, makes a misspelt code a compile error.
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($(#[$doc])* $variant,)*
+            /// A code a WebAssembly skill returned (`{"error": {"code": ...}}`).
+            Skill(String),
+        }
+
+        impl ErrorCode {
+            /// Every code of the hub's own, in the order the protocol doc lists them.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(ErrorCode::$variant => $text,)*
+                    ErrorCode::Skill(code) => code,
+                }
+            }
+
+            /// The reply status that goes with the code.
+            pub fn status(&self) -> Status {
+                match self {
+                    $(ErrorCode::$variant => Status::$status,)*
+                    ErrorCode::Skill(_) => Status::Error,
+                }
+            }
+
+            /// The code a wire string names; an unknown one is a skill's own.
+            pub fn parse(text: &str) -> ErrorCode {
+                match text {
+                    $($text => ErrorCode::$variant,)*
+                    other => ErrorCode::Skill(String::from(other)),
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// The satellite id breaks the rules (1–64 of `[A-Za-z0-9_-]`).
+    BadSatellite = "bad_satellite" => Invalid,
+    /// Arrived while the hub drains at shutdown.
+    ShuttingDown = "shutting_down" => Busy,
+    /// The request queue, or this satellite's share of it, is full.
+    Busy = "busy" => Busy,
+    /// The request is over `mqtt.max_payload`.
+    PayloadTooLarge = "payload_too_large" => Invalid,
+    NotUtf8 = "not_utf8" => Invalid,
+    NotJson = "not_json" => Invalid,
+    NotObject = "not_object" => Invalid,
+    MissingId = "missing_id" => Invalid,
+    BadId = "bad_id" => Invalid,
+    MissingIntent = "missing_intent" => Invalid,
+    BadIntent = "bad_intent" => Invalid,
+    BadArgs = "bad_args" => Invalid,
+    BadText = "bad_text" => Invalid,
+    BadConfidence = "bad_confidence" => Invalid,
+    /// Wyoming only: an event that breaks the framing or is not one the hub takes.
+    BadEvent = "bad_event" => Invalid,
+    UnknownIntent = "unknown_intent" => UnknownIntent,
+    /// Hermes only: Rhasspy recognized no intent.
+    NotRecognized = "not_recognized" => UnknownIntent,
+    /// The policy gate refuses.
+    Denied = "denied" => Denied,
+    /// A WebAssembly skill of that name is installed but was refused at load.
+    NotLoaded = "not_loaded" => Denied,
+    /// `args` fail the skill's schema.
+    Schema = "schema" => Invalid,
+    Timeout = "timeout" => Timeout,
+    Trap = "trap" => Error,
+    BadOutput = "bad_output" => Error,
+    Cancelled = "cancelled" => Error,
+    Limit = "limit" => Error,
+    /// The hub hit a bug (a panic) while handling the request.
+    Internal = "internal" => Error,
+    NoSandbox = "no_sandbox" => Error,
+    WorkerLost = "worker_lost" => Error,
+    /// A skill found an argument that passed the schema unusable.
+    BadArg = "bad_arg" => Invalid,
+    TooManyTimers = "too_many_timers" => Error,
+    /// The timers could not be saved.
+    Storage = "storage" => Error,
+    SoundUnplayable = "sound_unplayable" => Error,
+    Speaker = "speaker" => Error,
+    /// Internal: a sound name the host cannot use; reported as `bad_arg`.
+    BadSound = "bad_sound" => Invalid,
+}
+
+impl core::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<ErrorCode, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Ok(ErrorCode::parse(&text))
+    }
+}
+
 /// One schema violation: where in `args` (a JSON pointer) and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violation {
@@ -90,7 +205,7 @@ pub struct Violation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// Stable, machine-readable code (`not_json`, `schema`, `denied`, ...).
-    pub code: String,
+    pub code: ErrorCode,
     /// A sentence for a person: what was wrong and what to do.
     pub message: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -133,7 +248,7 @@ mod tests {
             speech: None,
             data: None,
             error: Some(ErrorBody {
-                code: "not_json".to_string(),
+                code: ErrorCode::NotJson,
                 message: "payload is not JSON".to_string(),
                 details: Vec::new(),
             }),
@@ -162,6 +277,20 @@ mod tests {
             assert_eq!(serde_json::to_value(status).unwrap(), json!(name));
             assert_eq!(status.as_str(), name);
         }
+    }
+
+    #[test]
+    fn error_codes_are_their_wire_strings_both_ways() {
+        for code in ErrorCode::ALL {
+            let text = serde_json::to_value(code).unwrap();
+            assert_eq!(text, json!(code.as_str()));
+            assert_eq!(&serde_json::from_value::<ErrorCode>(text).unwrap(), code);
+        }
+        let skill: ErrorCode = serde_json::from_value(json!("no_sides")).unwrap();
+        assert_eq!(skill, ErrorCode::Skill("no_sides".to_string()));
+        assert_eq!(serde_json::to_value(&skill).unwrap(), json!("no_sides"));
+        assert_eq!(skill.status(), Status::Error);
+        assert_eq!(ErrorCode::NotRecognized.status(), Status::UnknownIntent);
     }
 
     #[test]

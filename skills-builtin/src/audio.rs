@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::{BuiltinSkill, Host, Intent, SkillError, SkillReply, Target};
+use crate::{BuiltinError, BuiltinSkill, Host, Intent, SkillReply, Target};
 
 /// Volume when the request does not say.
 pub const DEFAULT_VOLUME: f64 = 0.8;
@@ -15,7 +15,7 @@ impl BuiltinSkill for AudioPlay {
         include_str!("../../manifests/audio.play.json")
     }
 
-    fn handle(&self, intent: &Intent, host: &dyn Host) -> Result<SkillReply, SkillError> {
+    fn handle(&self, intent: &Intent, host: &dyn Host) -> Result<SkillReply, BuiltinError> {
         let sound = intent
             .args
             .get("sound")
@@ -48,6 +48,7 @@ impl BuiltinSkill for AudioPlay {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ErrorCode;
     use crate::testing::{FakeHost, intent};
 
     #[test]
@@ -86,8 +87,8 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err,
-            SkillError::Failed {
-                code: "sound_not_found".into(),
+            BuiltinError::Failed {
+                code: ErrorCode::SoundUnplayable,
                 message: "There is no sound called missing.wav.".into(),
                 detail: None,
             }

@@ -7,7 +7,7 @@
 
 use serde_json::json;
 
-use crate::{BuiltinSkill, Host, Intent, SkillError, SkillReply, TimerView, join_words};
+use crate::{BuiltinError, BuiltinSkill, Host, Intent, SkillReply, TimerView, join_words};
 
 #[derive(Debug)]
 pub struct SystemCancel;
@@ -17,7 +17,7 @@ impl BuiltinSkill for SystemCancel {
         include_str!("../../manifests/system.cancel.json")
     }
 
-    fn handle(&self, intent: &Intent, host: &dyn Host) -> Result<SkillReply, SkillError> {
+    fn handle(&self, intent: &Intent, host: &dyn Host) -> Result<SkillReply, BuiltinError> {
         let sat = intent.satellite.as_str();
         let label = intent
             .args
@@ -76,7 +76,7 @@ impl BuiltinSkill for SystemCancel {
     }
 }
 
-fn cancel_all_timers(host: &dyn Host, sat: &str) -> Result<SkillReply, SkillError> {
+fn cancel_all_timers(host: &dyn Host, sat: &str) -> Result<SkillReply, BuiltinError> {
     let ids: Vec<String> = host.timers(sat).into_iter().map(|t| t.id).collect();
     let cancelled = host.cancel_timers(sat, &ids)?;
     let speech = match cancelled.len() {
@@ -91,7 +91,7 @@ fn cancel_one_timer(
     host: &dyn Host,
     sat: &str,
     label: Option<&str>,
-) -> Result<SkillReply, SkillError> {
+) -> Result<SkillReply, BuiltinError> {
     let timers = host.timers(sat);
     let chosen: Vec<&TimerView> = match label {
         Some(label) => timers
@@ -105,7 +105,7 @@ fn cancel_one_timer(
         None if timers.len() <= 1 => timers.iter().collect(),
         None => {
             let labels: Vec<String> = timers.iter().map(timer_name).collect();
-            return Err(SkillError::invalid(
+            return Err(BuiltinError::invalid(
                 "/label",
                 format!(
                     "Which timer? You have {}: the {}.",

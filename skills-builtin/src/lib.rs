@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-pub use hark_skill_sdk::{Intent, Manifest, SkillReply};
+pub use hark_skill_sdk::{ErrorCode, Intent, Manifest, SkillReply};
 
 pub mod audio;
 pub mod cancel;
@@ -64,10 +64,11 @@ pub struct Stopped {
     pub calls: usize,
 }
 
-/// A refusal or failure from the host, in words a person can act on.
+/// A refusal or failure of one of the [`Host`]'s effects, in words a person
+/// can act on. (A WebAssembly skill meets the SDK's `HostError` instead.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostError {
-    pub code: &'static str,
+pub struct EffectError {
+    pub code: ErrorCode,
     /// Safe to say aloud: no paths, no internals.
     pub message: String,
     /// The full story for the satellite's developer (`error.message`).
@@ -85,41 +86,43 @@ pub trait Host {
         satellite: &str,
         label: Option<&str>,
         duration: Duration,
-    ) -> Result<TimerView, HostError>;
+    ) -> Result<TimerView, EffectError>;
     /// The satellite's timers, soonest first.
     fn timers(&self, satellite: &str) -> Vec<TimerView>;
     /// Cancels the given timers of this satellite; returns those it cancelled.
-    fn cancel_timers(&self, satellite: &str, ids: &[String]) -> Result<Vec<TimerView>, HostError>;
+    fn cancel_timers(&self, satellite: &str, ids: &[String])
+    -> Result<Vec<TimerView>, EffectError>;
     fn play(
         &self,
         satellite: &str,
         sound: &str,
         target: Target,
         volume: f32,
-    ) -> Result<PlaybackView, HostError>;
+    ) -> Result<PlaybackView, EffectError>;
     /// Stops the satellite's playback and its in-flight skill calls other than
     /// `request_id` (the cancel request itself).
     fn stop_activity(&self, satellite: &str, request_id: &str) -> Stopped;
 }
 
-/// Why a built-in skill did not succeed.
+/// Why a built-in skill did not succeed. (A WebAssembly skill answers the
+/// SDK's `SkillError` instead.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SkillError {
+pub enum BuiltinError {
     /// An argument passed the schema but means nothing usable ("5 blorps").
     Invalid { pointer: String, message: String },
     /// The skill could not do it (too many timers, a broken sound file).
     /// `message` can be said aloud; `detail`, when present, is the full
     /// story for `error.message`.
     Failed {
-        code: String,
+        code: ErrorCode,
         message: String,
         detail: Option<String>,
     },
 }
 
-impl SkillError {
-    pub fn invalid(pointer: &str, message: impl Into<String>) -> SkillError {
-        SkillError::Invalid {
+impl BuiltinError {
+    pub fn invalid(pointer: &str, message: impl Into<String>) -> BuiltinError {
+        BuiltinError::Invalid {
             pointer: pointer.to_string(),
             message: message.into(),
         }
@@ -127,20 +130,20 @@ impl SkillError {
 
     pub fn message(&self) -> &str {
         match self {
-            SkillError::Invalid { message, .. } | SkillError::Failed { message, .. } => message,
+            BuiltinError::Invalid { message, .. } | BuiltinError::Failed { message, .. } => message,
         }
     }
 }
 
-impl From<HostError> for SkillError {
-    fn from(e: HostError) -> SkillError {
+impl From<EffectError> for BuiltinError {
+    fn from(e: EffectError) -> BuiltinError {
         match e.pointer {
-            Some(pointer) => SkillError::Invalid {
+            Some(pointer) => BuiltinError::Invalid {
                 pointer: pointer.to_string(),
                 message: e.message,
             },
-            None => SkillError::Failed {
-                code: e.code.to_string(),
+            None => BuiltinError::Failed {
+                code: e.code,
                 message: e.message,
                 detail: e.detail,
             },
@@ -152,7 +155,7 @@ impl From<HostError> for SkillError {
 pub trait BuiltinSkill: Send + Sync {
     /// The skill's manifest, as JSON text from `manifests/`.
     fn manifest_json(&self) -> &'static str;
-    fn handle(&self, intent: &Intent, host: &dyn Host) -> Result<SkillReply, SkillError>;
+    fn handle(&self, intent: &Intent, host: &dyn Host) -> Result<SkillReply, BuiltinError>;
 }
 
 /// Every built-in skill.
@@ -202,7 +205,7 @@ pub(crate) mod testing {
             satellite: &str,
             label: Option<&str>,
             duration: Duration,
-        ) -> Result<TimerView, HostError> {
+        ) -> Result<TimerView, EffectError> {
             let mut timers = self.timers.borrow_mut();
             let view = TimerView {
                 id: format!("t-{}", timers.len() + 1),
@@ -225,7 +228,7 @@ pub(crate) mod testing {
             &self,
             satellite: &str,
             ids: &[String],
-        ) -> Result<Vec<TimerView>, HostError> {
+        ) -> Result<Vec<TimerView>, EffectError> {
             let mut timers = self.timers.borrow_mut();
             let (gone, kept) = timers
                 .drain(..)
@@ -242,10 +245,10 @@ pub(crate) mod testing {
             sound: &str,
             target: Target,
             volume: f32,
-        ) -> Result<PlaybackView, HostError> {
+        ) -> Result<PlaybackView, EffectError> {
             if sound == "missing.wav" {
-                return Err(HostError {
-                    code: "sound_not_found",
+                return Err(EffectError {
+                    code: ErrorCode::SoundUnplayable,
                     message: "There is no sound called missing.wav.".into(),
                     detail: None,
                     pointer: None,

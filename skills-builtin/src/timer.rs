@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use crate::duration::{parse_duration, speak_duration};
-use crate::{BuiltinSkill, Host, Intent, SkillError, SkillReply, capitalize};
+use crate::{BuiltinError, BuiltinSkill, Host, Intent, SkillReply, capitalize};
 
 #[derive(Debug)]
 pub struct TimerSet;
@@ -13,7 +13,7 @@ impl BuiltinSkill for TimerSet {
         include_str!("../../manifests/timer.set.json")
     }
 
-    fn handle(&self, intent: &Intent, host: &dyn Host) -> Result<SkillReply, SkillError> {
+    fn handle(&self, intent: &Intent, host: &dyn Host) -> Result<SkillReply, BuiltinError> {
         // The schema guarantees a string; what it says is ours to understand.
         let text = intent
             .args
@@ -21,7 +21,7 @@ impl BuiltinSkill for TimerSet {
             .and_then(|v| v.as_str())
             .unwrap_or_default();
         let duration =
-            parse_duration(text).map_err(|e| SkillError::invalid("/duration", e.to_string()))?;
+            parse_duration(text).map_err(|e| BuiltinError::invalid("/duration", e.to_string()))?;
         let label = intent
             .args
             .get("label")
@@ -88,7 +88,7 @@ mod tests {
         let err = TimerSet
             .handle(&intent("timer.set", json!({"duration": "5 blorps"})), &host)
             .unwrap_err();
-        let SkillError::Invalid { pointer, message } = err else {
+        let BuiltinError::Invalid { pointer, message } = err else {
             panic!("{err:?}")
         };
         assert_eq!(pointer, "/duration");

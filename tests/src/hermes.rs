@@ -4,9 +4,6 @@
 //! messages and collects what the hub sends back under `hermes/`, raw.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -15,77 +12,25 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::PATIENCE;
-
-/// The repository root (this crate lives in `tests/`).
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The venv's Python, or a failure that says how to make it.
-pub fn venv_python() -> PathBuf {
-    let python = repo_root().join("target/hermes-venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: the Hermes tests need the real rhasspy-hermes from PyPI. \
-         Run scripts/hermes-venv.sh (the README's test command, ./test.sh, does this)",
-        python.display()
-    );
-    python
-}
+use crate::python::{JsonPeer, repo_root};
 
 /// rhasspy-hermes, answering one JSON command per line
 /// (`tests/hermes/hermes_peer.py`). Killed on drop.
 #[derive(Debug)]
-pub struct Peer {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
+pub struct Peer(JsonPeer);
 
 impl Peer {
     pub fn start() -> Peer {
-        let script = repo_root().join("tests/hermes/hermes_peer.py");
-        let mut child = Command::new(venv_python())
-            .arg(&script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", script.display()));
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut ready = String::new();
-        stdout.read_line(&mut ready).unwrap();
-        assert!(
-            ready.contains("ready"),
-            "{} did not start (is rhasspy-hermes installed? run scripts/hermes-venv.sh): {ready:?}",
-            script.display()
-        );
-        Peer {
-            child,
-            stdin,
-            stdout,
-        }
+        Peer(JsonPeer::start(
+            &repo_root().join("tests/hermes/hermes_peer.py"),
+            "rhasspy-hermes",
+            "is rhasspy-hermes installed? run scripts/hermes-venv.sh",
+        ))
     }
 
     /// One command; a failure on the Python side fails the test with its trace.
     pub fn call(&mut self, command: Value) -> Value {
-        writeln!(self.stdin, "{command}").unwrap();
-        self.stdin.flush().unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        let answer: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("rhasspy-hermes peer answered {line:?}: {e}"));
-        if let Some(error) = answer.get("error") {
-            panic!(
-                "rhasspy-hermes refused {command}: {error}\n{}",
-                answer["trace"].as_str().unwrap_or_default()
-            );
-        }
-        answer
+        self.0.call(command)
     }
 
     /// An NluIntent as rhasspy-hermes writes it: `(topic, payload)`.
@@ -135,13 +80,6 @@ impl Peer {
 
 fn utf8(payload: &[u8]) -> &str {
     std::str::from_utf8(payload).expect("the hub's Hermes answers are UTF-8")
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Rhasspy on the broker: publishes Hermes messages and collects the hub's

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub mod hermes;
+pub mod python;
 pub mod skills;
+pub mod wyoming;
 
 use hark_hub::Config;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};

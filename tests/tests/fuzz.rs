@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use hark_hub::Config;
-use hark_hub::events::Protocol;
+use hark_hub::protocols::native;
 use hark_skill_sdk::{Manifest, Status};
 use hark_tests::TempDir;
 
@@ -98,18 +98,18 @@ fn mutated_payloads_always_get_exactly_one_clear_reply() {
     let mut statuses = std::collections::BTreeMap::new();
     for i in 0..3000 {
         let payload = mutate(&mut rng, seeds[i % seeds.len()]);
-        let reply = rt.block_on(d.handle_payload("fuzz", Protocol::Native, &payload));
+        let reply = rt.block_on(native::answer(&d, "fuzz", &payload));
         *statuses.entry(reply.status.as_str()).or_insert(0) += 1;
         if reply.status != Status::Ok {
             let error = reply.error.expect("every failure carries an error body");
-            assert!(!error.code.is_empty() && !error.message.is_empty());
+            assert!(!error.code.as_str().is_empty() && !error.message.is_empty());
         }
         assert!(reply.audit.is_some(), "every request is audited");
     }
     // Keep the timer table from filling with the survivors.
-    rt.block_on(d.handle_payload(
+    rt.block_on(native::answer(
+        &d,
         "fuzz",
-        Protocol::Native,
         br#"{"id":"x","intent":"system.cancel","args":{"target":"all"}}"#,
     ));
     assert!(

@@ -764,7 +764,7 @@ fn mutate(state: &mut u64, seed: &[u8]) -> Vec<u8> {
 
 #[test]
 fn mutated_hermes_messages_are_each_audited_once_and_leave_no_session_open() {
-    use hark_hub::hermes::{Adapter, Kind};
+    use hark_hub::protocols::hermes::{Adapter, Kind};
     let state = TempDir::new("hermes-fuzz");
     let text = format!(
         "state_dir = \"{}\"\n[audio]\nbackend = \"null\"\n{HERMES}",

@@ -446,7 +446,7 @@ async fn rhasspy_base(
     stop: Instant,
     samples: Arc<Mutex<Vec<u32>>>,
 ) {
-    use hark_hub::hermes::nlu::{NluIntent, Slot};
+    use hark_hub::protocols::hermes::nlu::{NluIntent, Slot};
     let (client, mut eventloop) =
         client(port, &format!("hark-load-rhasspy-{}", std::process::id()));
     let slots: Vec<Slot> = o

@@ -16,9 +16,7 @@ pub mod sink;
 pub mod synth;
 pub mod wav;
 
-pub use media::{SoundSource, load, resolve};
-pub use sink::{AudioOut, Backend, Playback, PlaybackEnd, PlaybackStopper};
-pub use synth::{BUILTIN_SOUNDS, alarm, builtin, chime};
+pub use sink::{AudioBackend, AudioOut, PlaybackEnd, PlaybackStopper};
 
 /// A decoded or synthesized sound, ready to play.
 #[derive(Debug, Clone)]

@@ -171,16 +171,13 @@ impl AuditLog {
         }))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// 0 when empty.
     pub fn last_seq(&self) -> u64 {
         self.last_seq
     }
 
     /// The hash of the last record, [`GENESIS`] when empty.
+    #[cfg(test)]
     pub fn last_hash(&self) -> &str {
         &self.last_hash
     }

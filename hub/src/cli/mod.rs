@@ -77,7 +77,7 @@ pub fn skills_list(config: &Config) -> Result<Vec<serde_json::Value>, String> {
     let engine = crate::sandbox::engine();
     let fuel = config.skills.fuel_per_ms.unwrap_or(1);
     let registry =
-        crate::registry::Registry::load(config, &engine, fuel).map_err(|e| e.to_string())?;
+        crate::loader::load_registry(config, &engine, fuel).map_err(|e| e.to_string())?;
     Ok(registry.describe())
 }
 

@@ -8,7 +8,7 @@ use rumqttc::{Event, Packet, QoS};
 use serde_json::{Map, Value, json};
 
 use crate::config::MqttConfig;
-use crate::mqtt::topics::{Topics, check_satellite_id};
+use crate::protocols::native::topics::{Topics, check_satellite_id};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {

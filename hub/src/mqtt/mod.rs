@@ -1,13 +1,12 @@
 //! The link to the broker: client options shared by the hub and the CLI,
-//! and the reconnect backoff. Topic names live in [`topics`].
+//! and the reconnect backoff. Topic names belong to the protocols that use
+//! them (`crate::protocols`).
 
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, EventLoop, LastWill, MqttOptions};
 
 use crate::config::MqttConfig;
-
-pub mod topics;
 
 /// Largest MQTT packet (protocol maximum): what the hub may send.
 pub const MAX_PACKET: usize = 268_435_455;

@@ -82,7 +82,13 @@ impl ArgsSchema {
         .map_err(|e| e.msg.clone())?;
         if let Err(errors) = config.validate_schema() {
             let problems: Vec<String> = errors
-                .map(|e| format!("{} at {}", e.msg, super::pointer(&e.instance_path)))
+                .map(|e| {
+                    format!(
+                        "{} at {}",
+                        e.msg,
+                        super::violations::pointer(&e.instance_path)
+                    )
+                })
                 .collect();
             return Err(problems.join("; "));
         }
@@ -125,7 +131,7 @@ impl ArgsSchema {
         }
         match self.compiled.validate(args) {
             Ok(()) => Ok(()),
-            Err(errors) => Err(errors.flat_map(super::explain).collect()),
+            Err(errors) => Err(errors.flat_map(super::violations::explain).collect()),
         }
     }
 

@@ -1,11 +1,13 @@
-//! The `hark` host functions of ABI 1 (see `hark_skill_sdk::abi`).
+//! The `hark` host functions of ABI 1 (see `hark_skill_sdk::abi`), one small
+//! function each: copy the skill's arguments out of its memory, charge the
+//! call's budget, ask the [effects layer](crate::effects) to act, and copy
+//! the answer back. The effects layer asks the policy gate and audits a
+//! denial; nothing here decides what a skill may do.
 //!
 //! This is the only place guest memory is touched. Every pointer/length pair
 //! is checked against the guest's memory first: one outside it traps the
-//! call (the skill is broken or hostile). Every function that acts asks the
-//! policy gate first, and denials are audited with the rule that decided.
-//! A refusal returns a negative [`Code`] and leaves a sentence for
-//! `last_error`.
+//! call (the skill is broken or hostile). A refusal returns a negative
+//! [`Code`] and leaves a sentence for `last_error`.
 //!
 //! Host calls are inside the call's budget. Every host function passes
 //! [`enter`] first: it stops the call at its deadline or on `system.cancel`
@@ -15,27 +17,30 @@
 //! rates. Every function with a cost has a per-call cap (the `MAX_*`
 //! constants): the first call past it is answered [`Code::Limit`]; a skill
 //! that calls that function past its cap again has ignored the answer, and
-//! the call is stopped (`error`, code `limit`). Denials are audited one by one
-//! up to [`MAX_AUDITED_DENIALS`], then counted into one summary record at the
-//! end of the call.
+//! the call is stopped (`error`, code `limit`). A call the gate denies does
+//! not count toward its function's cap but toward the call's denials: the
+//! effects layer audits them one by one up to [`MAX_AUDITED_DENIALS`], then
+//! counts them into one summary record at the end of the call; past
+//! [`MAX_DENIALS_PER_CALL`] they are answered `limit`, then stopped.
+//!
+//! A host function checks, in order: its arguments (bad pointers trap, bad
+//! values are answered `Invalid` or `TooLarge`), its per-call cap, the fuel
+//! for the work it is about to do; then the effects layer asks the gate, and
+//! acts.
 
-use std::sync::Arc;
+use std::convert::Infallible;
 use std::time::Duration;
 
 use hark_skill_sdk::abi::{self, Code};
-use hark_skill_sdk::manifest::topic_matches;
-use hark_skill_sdk::{Manifest, Permission};
 use hark_skills_builtin::Target;
 use wasmi::{Caller, Error, Extern, Linker, Memory, StoreLimits};
 
 use super::exec::Budget;
-use super::kv::{KvError, KvStore};
-use super::secrets::SecretStore;
-use crate::audit::{self, Audit};
-use crate::events::{Message, Outbox, Protocol};
-use crate::host::Services;
-use crate::mqtt::topics::Topics;
-use crate::policy::{self, Action, Signature, SkillKind, Subject, Tier};
+use crate::effects::kv::KvError;
+use crate::effects::{Effects, HttpError, PublishError, Refused};
+use crate::timers::StartError;
+
+pub use crate::effects::MAX_AUDITED_DENIALS;
 
 /// Most log lines one call may write (the rest are dropped, and counted in
 /// one warning at the end of the call).
@@ -65,8 +70,6 @@ pub const MAX_AUDIO_PLAYS_PER_CALL: u32 = 4;
 pub const MAX_SECRET_READS_PER_CALL: u32 = 8;
 /// Most HTTP requests per call (SPEC §11).
 pub const MAX_HTTP_REQUESTS_PER_CALL: u32 = 4;
-/// Denials audited one by one per call; the rest go into one summary record.
-pub const MAX_AUDITED_DENIALS: u32 = 8;
 /// Most denied host calls per call.
 pub const MAX_DENIALS_PER_CALL: u32 = 32;
 
@@ -143,7 +146,23 @@ enum HostFn {
 }
 
 impl HostFn {
-    const COUNT: usize = 13;
+    /// Every host function, in the order of `abi::IMPORTS`.
+    const ALL: [HostFn; 13] = [
+        HostFn::Log,
+        HostFn::LastError,
+        HostFn::NowMs,
+        HostFn::Random,
+        HostFn::KvGet,
+        HostFn::KvSet,
+        HostFn::KvDelete,
+        HostFn::TimerStart,
+        HostFn::TimerCancel,
+        HostFn::AudioPlay,
+        HostFn::MqttPublish,
+        HostFn::SecretRead,
+        HostFn::HttpRequest,
+    ];
+    const COUNT: usize = HostFn::ALL.len();
 
     fn name(self) -> &'static str {
         match self {
@@ -162,40 +181,6 @@ impl HostFn {
             HostFn::HttpRequest => "http_request",
         }
     }
-}
-
-/// What one skill is, for its host calls.
-#[derive(Debug)]
-pub struct SkillInfo {
-    pub name: String,
-    pub manifest: Manifest,
-    pub permissions: Vec<Permission>,
-    pub signature: Signature,
-    pub grants: Vec<Permission>,
-    pub kv: Arc<KvStore>,
-}
-
-impl SkillInfo {
-    fn subject(&self) -> Subject<'_> {
-        Subject {
-            kind: SkillKind::Wasm,
-            manifest: &self.manifest,
-            signature: &self.signature,
-            grants: &self.grants,
-        }
-    }
-}
-
-/// What the hub lends every call: its services and its rules.
-#[derive(Debug)]
-pub struct HostEnv {
-    pub tier: Tier,
-    pub services: Services,
-    pub outbox: Outbox,
-    pub topics: Topics,
-    pub audit: Arc<Audit>,
-    /// `<state_dir>/secrets.toml`, read once and kept until it changes.
-    pub secrets: SecretStore,
 }
 
 /// What one call has used of its per-call caps.
@@ -217,9 +202,6 @@ struct Used {
     plays: u32,
     secret_reads: u32,
     http_requests: u32,
-    denials: u32,
-    /// Denials past the audited ones, by rule, for the summary record.
-    unaudited: Vec<(String, u32)>,
     /// Whether a denial has been answered `limit`.
     denials_limited: bool,
 }
@@ -228,11 +210,8 @@ struct Used {
 #[derive(Debug)]
 pub struct CallState {
     pub limits: StoreLimits,
-    pub skill: Arc<SkillInfo>,
-    pub env: Arc<HostEnv>,
-    pub satellite: String,
-    pub request_id: String,
-    pub protocol: Protocol,
+    /// What the call may cause, for its skill, satellite and request.
+    effects: Effects,
     /// Set by `exec::call`; until then, already spent.
     pub(super) budget: Budget,
     last_error: String,
@@ -240,22 +219,12 @@ pub struct CallState {
 }
 
 impl CallState {
-    /// The state of a call; [`super::exec::call`] sets its store limits
-    /// and its budget.
-    pub fn new(
-        skill: Arc<SkillInfo>,
-        env: Arc<HostEnv>,
-        satellite: &str,
-        request_id: &str,
-        protocol: Protocol,
-    ) -> CallState {
+    /// The state of a call that acts through `effects`; [`super::exec::call`]
+    /// sets its store limits and its budget.
+    pub fn new(effects: Effects) -> CallState {
         CallState {
             limits: StoreLimits::default(),
-            skill,
-            env,
-            satellite: satellite.to_string(),
-            request_id: request_id.to_string(),
-            protocol,
+            effects,
             budget: Budget::spent(),
             last_error: String::new(),
             used: Used::default(),
@@ -266,10 +235,6 @@ impl CallState {
     fn fail(&mut self, code: Code, message: impl Into<String>) -> i32 {
         self.last_error = message.into();
         code as i32
-    }
-
-    fn kv_failed(&mut self, e: &KvError) -> i32 {
-        self.fail(e.code(), e.to_string())
     }
 
     /// A per-call cap of `f`, checked before it acts: `Ok(Ok(()))` to go
@@ -305,44 +270,24 @@ impl CallState {
         ))
     }
 
-    /// Asks the gate; a denial is audited and becomes `Code::Denied`.
-    fn allowed(&mut self, f: HostFn, permission: &Permission) -> Result<Result<(), i32>, Error> {
-        let decision = policy::decide(
-            self.env.tier,
-            &self.skill.subject(),
-            &Action::Use(permission),
-        );
-        if decision.allow {
-            return Ok(Ok(()));
-        }
-        self.deny(f, decision.rule, &decision.reason).map(Err)
-    }
-
-    /// A denied host call of `f`: audited while the call has denied fewer
-    /// than [`MAX_AUDITED_DENIALS`], counted for the summary after that;
-    /// past [`MAX_DENIALS_PER_CALL`] answered `limit`, then stopped.
-    fn deny(&mut self, f: HostFn, rule: &str, reason: &str) -> Result<i32, Error> {
-        self.used.denials = self.used.denials.saturating_add(1);
-        self.last_error = reason.to_string();
-        if self.used.denials <= MAX_AUDITED_DENIALS {
-            self.env.audit.record(&audit::Record {
-                kind: audit::Kind::Refusal,
-                satellite: Some(self.satellite.clone()),
-                request_id: Some(self.request_id.clone()),
-                skill: Some(self.skill.name.clone()),
-                decision: Some(audit::Decision::Deny),
-                rule: Some(rule.to_string()),
-                message: Some(reason.to_string()),
-                ..Default::default()
-            });
-            tracing::warn!(skill = %self.skill.name, satellite = %self.satellite, rule, "host call denied: {reason}");
-        } else {
-            match self.used.unaudited.iter_mut().find(|(r, _)| r == rule) {
-                Some((_, n)) => *n += 1,
-                None => self.used.unaudited.push((rule.to_string(), 1)),
+    /// An effect of `f` that did not happen, as ABI 1 answers it: a denial
+    /// is `Denied` (`limit` past [`MAX_DENIALS_PER_CALL`], then a stop); a
+    /// failure is the code and sentence `failed` gives it.
+    fn refused<E>(
+        &mut self,
+        f: HostFn,
+        refused: Refused<E>,
+        failed: impl FnOnce(E) -> (Code, String),
+    ) -> Result<i32, Error> {
+        let denial = match refused {
+            Refused::Failed(e) => {
+                let (code, message) = failed(e);
+                return Ok(self.fail(code, message));
             }
-        }
-        if self.used.denials <= MAX_DENIALS_PER_CALL {
+            Refused::Denied(denial) => denial,
+        };
+        self.last_error = denial.reason;
+        if denial.count <= MAX_DENIALS_PER_CALL {
             return Ok(Code::Denied as i32);
         }
         if self.used.denials_limited {
@@ -354,52 +299,33 @@ impl CallState {
             ))));
         }
         self.used.denials_limited = true;
-        Ok(self.fail(
-            Code::Limit,
-            format!(
-                "{}: {reason}; the limit per call is {MAX_DENIALS_PER_CALL} denied calls",
-                f.name()
-            ),
-        ))
+        let message = format!(
+            "{}: {}; the limit per call is {MAX_DENIALS_PER_CALL} denied calls",
+            f.name(),
+            self.last_error
+        );
+        Ok(self.fail(Code::Limit, message))
     }
 
-    /// The end of the call: one audit record for the denials not audited
-    /// one by one, one warning for the log lines dropped.
+    /// The end of the call: the effects layer's summary of the denials not
+    /// audited one by one, and one warning for the log lines dropped.
     pub(super) fn finish(&mut self) {
-        let more: u32 = self.used.unaudited.iter().map(|(_, n)| n).sum();
-        if more > 0 {
-            let rules: Vec<String> = self
-                .used
-                .unaudited
-                .iter()
-                .map(|(rule, n)| format!("{n} x {rule}"))
-                .collect();
-            let message = format!(
-                "and {more} more denied host calls in the same call, not audited one by one \
-                 (the first {MAX_AUDITED_DENIALS} are): {}",
-                rules.join(", ")
-            );
-            self.env.audit.record(&audit::Record {
-                kind: audit::Kind::Refusal,
-                satellite: Some(self.satellite.clone()),
-                request_id: Some(self.request_id.clone()),
-                skill: Some(self.skill.name.clone()),
-                decision: Some(audit::Decision::Deny),
-                rule: Some("sandbox.denials_summary".to_string()),
-                message: Some(message.clone()),
-                ..Default::default()
-            });
-            tracing::warn!(skill = %self.skill.name, satellite = %self.satellite, "{message}");
-        }
+        self.effects.finish();
         if self.used.dropped_logs > 0 {
             tracing::warn!(
-                skill = %self.skill.name,
-                satellite = %self.satellite,
+                skill = %self.effects.skill().name,
+                satellite = %self.effects.satellite(),
                 "dropped {} log lines past the limit of {MAX_LOGS_PER_CALL} per call",
                 self.used.dropped_logs
             );
         }
     }
+}
+
+/// Whether the gate let an effect through: a denied call counts toward the
+/// call's denials, not toward its function's cap.
+fn passed_gate<T, E>(result: &Result<T, Refused<E>>) -> bool {
+    !matches!(result, Err(Refused::Denied(_)))
 }
 
 /// The gate every host function passes first: stops the call at its
@@ -537,447 +463,172 @@ pub fn linker(engine: &wasmi::Engine) -> Linker<CallState> {
 
 fn define(linker: &mut Linker<CallState>) -> Result<(), wasmi::errors::LinkerError> {
     let m = abi::MODULE;
-
-    linker.func_wrap(
-        m,
-        "log",
-        |mut caller: Caller<'_, CallState>, level: i32, ptr: i32, len: i32| -> Result<(), Error> {
-            enter(&mut caller, HostFn::Log)?;
-            range(&caller, "log", ptr, len)?;
-            let used = &mut caller.data_mut().used;
-            if used.logs >= MAX_LOGS_PER_CALL {
-                used.dropped_logs = used.dropped_logs.saturating_add(1);
-                return Ok(());
-            }
-            used.logs += 1;
-            let bytes = read(&mut caller, "log", ptr, len.min(abi::MAX_LOG as i32))?;
-            let text = String::from_utf8_lossy(&bytes);
-            let state = caller.data();
-            let (skill, sat) = (state.skill.name.as_str(), state.satellite.as_str());
-            match level {
-                0 => tracing::error!(target: "skill", skill, satellite = sat, "{text}"),
-                1 => tracing::warn!(target: "skill", skill, satellite = sat, "{text}"),
-                2 => tracing::info!(target: "skill", skill, satellite = sat, "{text}"),
-                3 => tracing::debug!(target: "skill", skill, satellite = sat, "{text}"),
-                _ => tracing::trace!(target: "skill", skill, satellite = sat, "{text}"),
-            }
-            Ok(())
-        },
-    )?;
-
-    linker.func_wrap(
-        m,
-        "last_error",
-        |mut caller: Caller<'_, CallState>, out: i32, cap: i32| -> Result<i32, Error> {
-            enter(&mut caller, HostFn::LastError)?;
-            let message = caller.data().last_error.clone();
-            write_out(&mut caller, "last_error", out, cap, message.as_bytes())
-        },
-    )?;
-
-    linker.func_wrap(
-        m,
-        "now_ms",
-        |mut caller: Caller<'_, CallState>| -> Result<i64, Error> {
-            enter(&mut caller, HostFn::NowMs)?;
-            Ok(crate::timers::now_ms() as i64)
-        },
-    )?;
-
-    linker.func_wrap(
-        m,
-        "random",
-        |mut caller: Caller<'_, CallState>, out: i32, len: i32| -> Result<i32, Error> {
-            enter(&mut caller, HostFn::Random)?;
-            let (start, n) = range(&caller, "random", out, len)?;
-            let state = caller.data_mut();
-            if n > MAX_RANDOM {
-                return Ok(state.fail(
-                    Code::TooLarge,
-                    format!("random: {n} bytes; the limit is {MAX_RANDOM}"),
-                ));
-            }
-            let calls = state.used.random_calls;
-            try_code!(state.cap(
-                HostFn::Random,
-                calls >= MAX_RANDOM_CALLS_PER_CALL,
-                format_args!("{MAX_RANDOM_CALLS_PER_CALL} calls"),
-            ));
-            let total = state.used.random_bytes + n;
-            try_code!(state.cap(
-                HostFn::Random,
-                total > MAX_RANDOM_BYTES_PER_CALL,
-                format_args!("{MAX_RANDOM_BYTES_PER_CALL} bytes"),
-            ));
-            state.used.random_calls += 1;
-            state.used.random_bytes = total;
-            charge(&mut caller, (n as u64).saturating_mul(cost::RANDOM_BYTE))?;
-            let mut buf = vec![0; n];
-            if let Err(e) = getrandom::fill(&mut buf) {
-                return Ok(caller
-                    .data_mut()
-                    .fail(Code::Internal, format!("random: {e}")));
-            }
-            memory(&caller)?
-                .write(&mut caller, start, &buf)
-                .map_err(|e| Error::new(format!("hark.random: {e}")))?;
-            Ok(0)
-        },
-    )?;
-
-    linker.func_wrap(
-        m,
-        "kv_get",
-        |mut caller: Caller<'_, CallState>,
-         kp: i32,
-         kl: i32,
-         out: i32,
-         cap: i32|
-         -> Result<i32, Error> {
-            enter(&mut caller, HostFn::KvGet)?;
-            range(&caller, "kv_get", out, cap)?;
-            try_code!(caller.data_mut().allowed(HostFn::KvGet, &Permission::Kv));
-            let key = try_code!(read_str(&mut caller, "kv_get key", kp, kl, abi::MAX_KV_KEY));
-            let value = caller.data().skill.kv.get(&key);
-            match value {
-                Some(value) => {
-                    // The copy out of the store; `write_out` pays for the one into the skill.
-                    charge(&mut caller, bytes(value.len()))?;
-                    write_out(&mut caller, "kv_get", out, cap, &value)
-                }
-                None => Ok(caller
-                    .data_mut()
-                    .fail(Code::NotFound, format!("no value under \"{key}\""))),
-            }
-        },
-    )?;
-
-    linker.func_wrap(
-        m,
-        "kv_set",
-        |mut caller: Caller<'_, CallState>,
-         kp: i32,
-         kl: i32,
-         vp: i32,
-         vl: i32|
-         -> Result<i32, Error> {
-            enter(&mut caller, HostFn::KvSet)?;
-            range(&caller, "kv_set value", vp, vl)?;
-            try_code!(caller.data_mut().allowed(HostFn::KvSet, &Permission::Kv));
-            let key = try_code!(read_str(&mut caller, "kv_set key", kp, kl, abi::MAX_KV_KEY));
-            if vl as usize > abi::MAX_KV_VALUE {
-                return Ok(caller.data_mut().fail(
-                    Code::TooLarge,
-                    format!(
-                        "kv_set: the value is {vl} bytes; the limit is {}",
-                        abi::MAX_KV_VALUE
-                    ),
-                ));
-            }
-            try_code!(kv_write_allowed(&mut caller, HostFn::KvSet));
-            let value = read(&mut caller, "kv_set value", vp, vl)?;
-            let state = caller.data_mut();
-            let allowance = MAX_KV_WRITE_BYTES_PER_CALL - state.used.kv_bytes_written;
-            let result = state.skill.kv.set(&key, value, allowance);
-            kv_written(&mut caller, HostFn::KvSet, result)
-        },
-    )?;
-
-    linker.func_wrap(
-        m,
-        "kv_delete",
-        |mut caller: Caller<'_, CallState>, kp: i32, kl: i32| -> Result<i32, Error> {
-            enter(&mut caller, HostFn::KvDelete)?;
-            try_code!(caller.data_mut().allowed(HostFn::KvDelete, &Permission::Kv));
-            let key = try_code!(read_str(
-                &mut caller,
-                "kv_delete key",
-                kp,
-                kl,
-                abi::MAX_KV_KEY
-            ));
-            try_code!(kv_write_allowed(&mut caller, HostFn::KvDelete));
-            let state = caller.data_mut();
-            let allowance = MAX_KV_WRITE_BYTES_PER_CALL - state.used.kv_bytes_written;
-            let result = match state.skill.kv.delete(&key, allowance) {
-                Ok(None) => {
-                    return Ok(state.fail(Code::NotFound, format!("no value under \"{key}\"")));
-                }
-                Ok(Some(written)) => Ok(written),
-                Err(e) => Err(e),
-            };
-            kv_written(&mut caller, HostFn::KvDelete, result)
-        },
-    )?;
-
-    linker.func_wrap(
-        m,
-        "timer_start",
-        |mut caller: Caller<'_, CallState>, ms: i64, lp: i32, ll: i32| -> Result<i64, Error> {
-            enter(&mut caller, HostFn::TimerStart)?;
-            try_code!(
-                caller
-                    .data_mut()
-                    .allowed(HostFn::TimerStart, &Permission::Timer)
-                    .map(|r| r.map_err(i64::from))
-            );
-            let label = try_code!(
-                read_str(&mut caller, "timer_start label", lp, ll, 64)
-                    .map(|r| r.map_err(i64::from))
-            );
-            let state = caller.data_mut();
-            if !(1000..=7 * 24 * 3600 * 1000).contains(&ms) {
-                return Ok(i64::from(state.fail(
-                    Code::Invalid,
-                    format!("timer_start: {ms} ms is outside 1 s to 7 days"),
-                )));
-            }
-            let started = state.used.timers;
-            try_code!(
-                state
-                    .cap(
-                        HostFn::TimerStart,
-                        started >= MAX_TIMERS_PER_CALL,
-                        format_args!("{MAX_TIMERS_PER_CALL} timers"),
-                    )
-                    .map(|r| r.map_err(i64::from))
-            );
-            state.used.timers += 1;
-            charge(&mut caller, cost::FILE_WRITE)?;
-            let state = caller.data_mut();
-            let label = Some(label.trim()).filter(|l| !l.is_empty());
-            let result = state.env.services.timers.start(
-                &state.satellite,
-                state.protocol,
-                label,
-                Duration::from_millis(ms as u64),
-            );
-            Ok(match result {
-                Ok(timer) => timer
-                    .id
-                    .trim_start_matches("t-")
-                    .parse::<i64>()
-                    .unwrap_or(0),
-                Err(crate::timers::StartError::Timer(e)) => {
-                    i64::from(state.fail(Code::Limit, e.to_string()))
-                }
-                Err(crate::timers::StartError::Store(e)) => {
-                    i64::from(state.fail(Code::Internal, e.to_string()))
-                }
-            })
-        },
-    )?;
-
-    linker.func_wrap(
-        m,
-        "timer_cancel",
-        |mut caller: Caller<'_, CallState>, n: i64| -> Result<i32, Error> {
-            enter(&mut caller, HostFn::TimerCancel)?;
-            try_code!(
-                caller
-                    .data_mut()
-                    .allowed(HostFn::TimerCancel, &Permission::Timer)
-            );
-            let state = caller.data_mut();
-            let cancels = state.used.timer_cancels;
-            try_code!(state.cap(
-                HostFn::TimerCancel,
-                cancels >= MAX_TIMER_CANCELS_PER_CALL,
-                format_args!("{MAX_TIMER_CANCELS_PER_CALL} cancels"),
-            ));
-            state.used.timer_cancels += 1;
-            let id = format!("t-{n}");
-            // Only the asking satellite's timers: TimerService::cancel filters by satellite.
-            let result = state
-                .env
-                .services
-                .timers
-                .cancel(&state.satellite, std::slice::from_ref(&id));
-            match result {
-                Ok(gone) if gone.is_empty() => Ok(caller
-                    .data_mut()
-                    .fail(Code::NotFound, format!("no timer {id} on this satellite"))),
-                Ok(_) => {
-                    charge(&mut caller, cost::FILE_WRITE)?;
-                    Ok(0)
-                }
-                Err(e) => Ok(caller.data_mut().fail(Code::Internal, e.to_string())),
-            }
-        },
-    )?;
-
-    linker.func_wrap(
-        m,
-        "audio_play",
-        |mut caller: Caller<'_, CallState>,
-         np: i32,
-         nl: i32,
-         target: i32,
-         permille: i32|
-         -> Result<i32, Error> {
-            enter(&mut caller, HostFn::AudioPlay)?;
-            try_code!(
-                caller
-                    .data_mut()
-                    .allowed(HostFn::AudioPlay, &Permission::AudioPlay)
-            );
-            let sound = try_code!(read_str(&mut caller, "audio_play name", np, nl, 255));
-            let state = caller.data_mut();
-            let target = match target {
-                0 => Target::Hub,
-                1 => Target::Satellite,
-                other => {
-                    return Ok(state.fail(
-                        Code::Invalid,
-                        format!("audio_play: target {other} is not 0 (hub) or 1 (satellite)"),
-                    ));
-                }
-            };
-            // Every attempt counts: a sound that fails to play was still read.
-            let plays = state.used.plays;
-            try_code!(state.cap(
-                HostFn::AudioPlay,
-                plays >= MAX_AUDIO_PLAYS_PER_CALL,
-                format_args!("{MAX_AUDIO_PLAYS_PER_CALL} sounds"),
-            ));
-            state.used.plays += 1;
-            charge(&mut caller, cost::PLAYBACK)?;
-            let state = caller.data_mut();
-            let volume = (permille.clamp(0, 1000) as f32) / 1000.0;
-            let playback = state.env.services.playback.clone();
-            match playback.play(&state.satellite, state.protocol, &sound, target, volume) {
-                Ok(_) => Ok(0),
-                Err(e) if e.pointer.is_some() => Ok(state.fail(Code::Invalid, e.message)),
-                Err(e) => Ok(state.fail(Code::Internal, e.detail.unwrap_or(e.message))),
-            }
-        },
-    )?;
-
-    linker.func_wrap(m, "mqtt_publish", |mut caller: Caller<'_, CallState>, tp: i32, tl: i32, pp: i32, pl: i32| -> Result<i32, Error> {
-        enter(&mut caller, HostFn::MqttPublish)?;
-        range(&caller, "mqtt_publish payload", pp, pl)?;
-        let topic = try_code!(read_str(&mut caller, "mqtt_publish topic", tp, tl, 256));
-        if pl as usize > abi::MAX_PUBLISH {
-            return Ok(caller.data_mut().fail(Code::TooLarge, format!("mqtt_publish: the payload is {pl} bytes; the limit is {}", abi::MAX_PUBLISH)));
-        }
-        if topic.is_empty() || topic.contains(['+', '#', '\0']) {
-            return Ok(caller.data_mut().fail(Code::Invalid, format!("mqtt_publish: \"{topic}\" is not a topic to publish to")));
-        }
-        let state = caller.data_mut();
-        if state.env.topics.is_own(&topic) || topic.starts_with('$') {
-            return state.deny(HostFn::MqttPublish, "mqtt.own_topics", &format!("mqtt_publish: \"{topic}\" belongs to the hub or the broker; skills never publish there"));
-        }
-        let candidates: Vec<Permission> = state
-            .skill
-            .permissions
-            .iter()
-            .filter(|p| matches!(p, Permission::MqttPublish(filter) if topic_matches(filter, &topic)))
-            .cloned()
-            .collect();
-        if candidates.is_empty() {
-            return state.deny(HostFn::MqttPublish, "mqtt.outside_filter", &format!("mqtt_publish: \"{topic}\" is outside every mqtt.publish filter the manifest declares"));
-        }
-        try_code!(first_allowed(state, HostFn::MqttPublish, &candidates));
-        let publishes = state.used.publishes;
-        try_code!(state.cap(HostFn::MqttPublish, publishes >= MAX_PUBLISHES_PER_CALL, format_args!("{MAX_PUBLISHES_PER_CALL} messages")));
-        let payload = read(&mut caller, "mqtt_publish payload", pp, pl)?;
-        charge(&mut caller, cost::MESSAGE)?;
-        let state = caller.data_mut();
-        match state.env.outbox.try_send(Message { topic, payload, retain: false }) {
-            Ok(()) => {
-                state.used.publishes += 1;
-                Ok(0)
-            }
-            Err(_) => Ok(state.fail(Code::Limit, "mqtt_publish: the hub's outgoing queue is full; try again later")),
-        }
-    })?;
-
-    linker.func_wrap(
-        m,
-        "secret_read",
-        |mut caller: Caller<'_, CallState>,
-         ip: i32,
-         il: i32,
-         out: i32,
-         cap: i32|
-         -> Result<i32, Error> {
-            enter(&mut caller, HostFn::SecretRead)?;
-            range(&caller, "secret_read", out, cap)?;
-            let id = try_code!(read_str(&mut caller, "secret_read id", ip, il, 64));
-            let permission = Permission::SecretsRead(id.clone());
-            let state = caller.data_mut();
-            try_code!(state.allowed(HostFn::SecretRead, &permission));
-            let reads = state.used.secret_reads;
-            try_code!(state.cap(
-                HostFn::SecretRead,
-                reads >= MAX_SECRET_READS_PER_CALL,
-                format_args!("{MAX_SECRET_READS_PER_CALL} reads"),
-            ));
-            state.used.secret_reads += 1;
-            let env = state.env.clone();
-            let lookup = env.secrets.read(&id);
-            let fuel = match lookup.file_read {
-                Some(n) => cost::FILE_READ.saturating_add(bytes(n as usize)),
-                None => cost::FILE_STAT,
-            };
-            charge(&mut caller, fuel)?;
-            match lookup.value {
-                Ok(Some(value)) => {
-                    write_out(&mut caller, "secret_read", out, cap, value.as_bytes())
-                }
-                Ok(None) => Ok(caller
-                    .data_mut()
-                    .fail(Code::NotFound, format!("the secret store has no \"{id}\""))),
-                Err(e) => Ok(caller.data_mut().fail(Code::Internal, e)),
-            }
-        },
-    )?;
-
-    linker.func_wrap(m, "http_request", |mut caller: Caller<'_, CallState>, rp: i32, rl: i32, out: i32, cap: i32| -> Result<i32, Error> {
-        enter(&mut caller, HostFn::HttpRequest)?;
-        range(&caller, "http_request", rp, rl)?;
-        range(&caller, "http_request", out, cap)?;
-        let state = caller.data_mut();
-        let declared: Vec<Permission> =
-            state.skill.permissions.iter().filter(|p| matches!(p, Permission::NetHttp(_))).cloned().collect();
-        if declared.is_empty() {
-            // Cannot happen: the import needs a declared net.http to load.
-            return Ok(state.fail(Code::Denied, "http_request: the manifest declares no net.http"));
-        }
-        try_code!(first_allowed(state, HostFn::HttpRequest, &declared));
-        let requests = state.used.http_requests;
-        try_code!(state.cap(HostFn::HttpRequest, requests >= MAX_HTTP_REQUESTS_PER_CALL, format_args!("{MAX_HTTP_REQUESTS_PER_CALL} requests")));
-        state.used.http_requests += 1;
-        Ok(state.fail(
-            Code::Unsupported,
-            "net.http is not supported by this hub yet: the permission was accepted, but no request is made",
-        ))
-    })?;
-
+    linker
+        .func_wrap(m, "log", log)?
+        .func_wrap(m, "last_error", last_error)?
+        .func_wrap(m, "now_ms", now_ms)?
+        .func_wrap(m, "random", random)?
+        .func_wrap(m, "kv_get", kv_get)?
+        .func_wrap(m, "kv_set", kv_set)?
+        .func_wrap(m, "kv_delete", kv_delete)?
+        .func_wrap(m, "timer_start", timer_start)?
+        .func_wrap(m, "timer_cancel", timer_cancel)?
+        .func_wrap(m, "audio_play", audio_play)?
+        .func_wrap(m, "mqtt_publish", mqtt_publish)?
+        .func_wrap(m, "secret_read", secret_read)?
+        .func_wrap(m, "http_request", http_request)?;
     Ok(())
 }
 
-/// The first of `candidates` the gate allows; when none is, one denial (of
-/// the last candidate asked), not one per candidate.
-fn first_allowed(
-    state: &mut CallState,
-    f: HostFn,
-    candidates: &[Permission],
-) -> Result<Result<(), i32>, Error> {
-    let mut refused = None;
-    for permission in candidates {
-        let decision = policy::decide(
-            state.env.tier,
-            &state.skill.subject(),
-            &Action::Use(permission),
-        );
-        if decision.allow {
-            return Ok(Ok(()));
-        }
-        refused = Some(decision);
+/// `log(level, ptr, len)`: a line in the hub's log, at most
+/// [`MAX_LOGS_PER_CALL`] per call (the rest are counted, not written).
+fn log(mut caller: Caller<'_, CallState>, level: i32, ptr: i32, len: i32) -> Result<(), Error> {
+    enter(&mut caller, HostFn::Log)?;
+    range(&caller, "log", ptr, len)?;
+    let used = &mut caller.data_mut().used;
+    if used.logs >= MAX_LOGS_PER_CALL {
+        used.dropped_logs = used.dropped_logs.saturating_add(1);
+        return Ok(());
     }
-    let decision = refused.expect("at least one candidate");
-    state.deny(f, decision.rule, &decision.reason).map(Err)
+    used.logs += 1;
+    let bytes = read(&mut caller, "log", ptr, len.min(abi::MAX_LOG as i32))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let effects = &caller.data().effects;
+    let (skill, sat) = (effects.skill().name.as_str(), effects.satellite());
+    match level {
+        0 => tracing::error!(target: "skill", skill, satellite = sat, "{text}"),
+        1 => tracing::warn!(target: "skill", skill, satellite = sat, "{text}"),
+        2 => tracing::info!(target: "skill", skill, satellite = sat, "{text}"),
+        3 => tracing::debug!(target: "skill", skill, satellite = sat, "{text}"),
+        _ => tracing::trace!(target: "skill", skill, satellite = sat, "{text}"),
+    }
+    Ok(())
+}
+
+/// `last_error(out, cap) -> len`: why the last refused call was refused.
+fn last_error(mut caller: Caller<'_, CallState>, out: i32, cap: i32) -> Result<i32, Error> {
+    enter(&mut caller, HostFn::LastError)?;
+    let message = caller.data().last_error.clone();
+    write_out(&mut caller, "last_error", out, cap, message.as_bytes())
+}
+
+/// `now_ms() -> ms`: Unix time.
+fn now_ms(mut caller: Caller<'_, CallState>) -> Result<i64, Error> {
+    enter(&mut caller, HostFn::NowMs)?;
+    Ok(crate::timers::now_ms() as i64)
+}
+
+/// `random(out, len) -> 0`: bytes from the OS's CSPRNG.
+fn random(mut caller: Caller<'_, CallState>, out: i32, len: i32) -> Result<i32, Error> {
+    enter(&mut caller, HostFn::Random)?;
+    let (start, n) = range(&caller, "random", out, len)?;
+    let state = caller.data_mut();
+    if n > MAX_RANDOM {
+        return Ok(state.fail(
+            Code::TooLarge,
+            format!("random: {n} bytes; the limit is {MAX_RANDOM}"),
+        ));
+    }
+    let calls = state.used.random_calls;
+    try_code!(state.cap(
+        HostFn::Random,
+        calls >= MAX_RANDOM_CALLS_PER_CALL,
+        format_args!("{MAX_RANDOM_CALLS_PER_CALL} calls"),
+    ));
+    let total = state.used.random_bytes + n;
+    try_code!(state.cap(
+        HostFn::Random,
+        total > MAX_RANDOM_BYTES_PER_CALL,
+        format_args!("{MAX_RANDOM_BYTES_PER_CALL} bytes"),
+    ));
+    state.used.random_calls += 1;
+    state.used.random_bytes = total;
+    charge(&mut caller, (n as u64).saturating_mul(cost::RANDOM_BYTE))?;
+    let mut buf = vec![0; n];
+    if let Err(e) = getrandom::fill(&mut buf) {
+        return Ok(caller
+            .data_mut()
+            .fail(Code::Internal, format!("random: {e}")));
+    }
+    memory(&caller)?
+        .write(&mut caller, start, &buf)
+        .map_err(|e| Error::new(format!("hark.random: {e}")))?;
+    Ok(0)
+}
+
+/// `kv_get(key, key_len, out, cap) -> len`.
+fn kv_get(
+    mut caller: Caller<'_, CallState>,
+    kp: i32,
+    kl: i32,
+    out: i32,
+    cap: i32,
+) -> Result<i32, Error> {
+    enter(&mut caller, HostFn::KvGet)?;
+    range(&caller, "kv_get", out, cap)?;
+    let key = try_code!(read_str(&mut caller, "kv_get key", kp, kl, abi::MAX_KV_KEY));
+    let state = caller.data_mut();
+    match state.effects.kv_get(&key) {
+        Ok(Some(value)) => {
+            // The copy out of the store; `write_out` pays for the one into the skill.
+            charge(&mut caller, bytes(value.len()))?;
+            write_out(&mut caller, "kv_get", out, cap, &value)
+        }
+        Ok(None) => Ok(state.fail(Code::NotFound, format!("no value under \"{key}\""))),
+        Err(refused) => state.refused(HostFn::KvGet, refused, kv_failure),
+    }
+}
+
+/// `kv_set(key, key_len, value, value_len) -> 0`.
+fn kv_set(
+    mut caller: Caller<'_, CallState>,
+    kp: i32,
+    kl: i32,
+    vp: i32,
+    vl: i32,
+) -> Result<i32, Error> {
+    enter(&mut caller, HostFn::KvSet)?;
+    range(&caller, "kv_set value", vp, vl)?;
+    let key = try_code!(read_str(&mut caller, "kv_set key", kp, kl, abi::MAX_KV_KEY));
+    if vl as usize > abi::MAX_KV_VALUE {
+        return Ok(caller.data_mut().fail(
+            Code::TooLarge,
+            format!(
+                "kv_set: the value is {vl} bytes; the limit is {}",
+                abi::MAX_KV_VALUE
+            ),
+        ));
+    }
+    try_code!(kv_write_allowed(&mut caller, HostFn::KvSet));
+    let value = read(&mut caller, "kv_set value", vp, vl)?;
+    let state = caller.data_mut();
+    let allowance = MAX_KV_WRITE_BYTES_PER_CALL - state.used.kv_bytes_written;
+    let result = state.effects.kv_set(&key, value, allowance);
+    kv_written(&mut caller, HostFn::KvSet, result)
+}
+
+/// `kv_delete(key, key_len) -> 0`.
+fn kv_delete(mut caller: Caller<'_, CallState>, kp: i32, kl: i32) -> Result<i32, Error> {
+    enter(&mut caller, HostFn::KvDelete)?;
+    let key = try_code!(read_str(
+        &mut caller,
+        "kv_delete key",
+        kp,
+        kl,
+        abi::MAX_KV_KEY
+    ));
+    try_code!(kv_write_allowed(&mut caller, HostFn::KvDelete));
+    let state = caller.data_mut();
+    let allowance = MAX_KV_WRITE_BYTES_PER_CALL - state.used.kv_bytes_written;
+    let result = match state.effects.kv_delete(&key, allowance) {
+        Ok(None) => {
+            state.used.kv_writes += 1;
+            return Ok(state.fail(Code::NotFound, format!("no value under \"{key}\"")));
+        }
+        Ok(Some(written)) => Ok(written),
+        Err(refused) => Err(refused),
+    };
+    kv_written(&mut caller, HostFn::KvDelete, result)
 }
 
 /// The per-call cap on kv writes, before one.
@@ -987,37 +638,368 @@ fn kv_write_allowed(
 ) -> Result<Result<(), i32>, Error> {
     let state = caller.data_mut();
     let writes = state.used.kv_writes;
-    let allowed = state.cap(
+    state.cap(
         f,
         writes >= MAX_KV_WRITES_PER_CALL,
         format_args!("{MAX_KV_WRITES_PER_CALL} writes (kv_set and kv_delete together)"),
-    )?;
-    if allowed.is_ok() {
-        state.used.kv_writes += 1;
-    }
-    Ok(allowed)
+    )
 }
 
-/// After a kv write: charges what it wrote to disk, or answers why it wrote
-/// nothing.
+/// After a kv write: counts it, and charges what it wrote to disk, or
+/// answers why it wrote nothing.
 fn kv_written(
     caller: &mut Caller<'_, CallState>,
     f: HostFn,
-    result: Result<usize, KvError>,
+    result: Result<usize, Refused<KvError>>,
 ) -> Result<i32, Error> {
+    let state = caller.data_mut();
+    if passed_gate(&result) {
+        state.used.kv_writes += 1;
+    }
     match result {
         Ok(written) => {
-            caller.data_mut().used.kv_bytes_written += written;
+            state.used.kv_bytes_written += written;
             let fuel = (written as u64)
                 .saturating_mul(cost::DISK_BYTE)
                 .saturating_add(cost::FILE_WRITE);
             charge(caller, fuel)?;
             Ok(0)
         }
-        Err(KvError::WriteBudget { .. }) => caller.data_mut().over_cap(
+        Err(Refused::Failed(KvError::WriteBudget { .. })) => state.over_cap(
             f,
             format_args!("{MAX_KV_WRITE_BYTES_PER_CALL} bytes written to disk"),
         ),
-        Err(e) => Ok(caller.data_mut().kv_failed(&e)),
+        Err(refused) => state.refused(f, refused, kv_failure),
+    }
+}
+
+fn kv_failure(e: KvError) -> (Code, String) {
+    (e.code(), e.to_string())
+}
+
+/// `timer_start(ms, label, label_len) -> n`: timer `t-<n>` on the asking
+/// satellite, on disk when this returns.
+fn timer_start(mut caller: Caller<'_, CallState>, ms: i64, lp: i32, ll: i32) -> Result<i64, Error> {
+    enter(&mut caller, HostFn::TimerStart)?;
+    let label = try_code!(
+        read_str(&mut caller, "timer_start label", lp, ll, 64).map(|r| r.map_err(i64::from))
+    );
+    let state = caller.data_mut();
+    if !(1000..=7 * 24 * 3600 * 1000).contains(&ms) {
+        return Ok(i64::from(state.fail(
+            Code::Invalid,
+            format!("timer_start: {ms} ms is outside 1 s to 7 days"),
+        )));
+    }
+    let started = state.used.timers;
+    try_code!(
+        state
+            .cap(
+                HostFn::TimerStart,
+                started >= MAX_TIMERS_PER_CALL,
+                format_args!("{MAX_TIMERS_PER_CALL} timers"),
+            )
+            .map(|r| r.map_err(i64::from))
+    );
+    charge(&mut caller, cost::FILE_WRITE)?;
+    let state = caller.data_mut();
+    let label = Some(label.trim()).filter(|l| !l.is_empty());
+    let result = state
+        .effects
+        .start_timer(label, Duration::from_millis(ms as u64));
+    if passed_gate(&result) {
+        state.used.timers += 1;
+    }
+    match result {
+        Ok(timer) => Ok(timer
+            .id
+            .trim_start_matches("t-")
+            .parse::<i64>()
+            .unwrap_or(0)),
+        Err(refused) => state
+            .refused(HostFn::TimerStart, refused, |e| match e {
+                StartError::Timer(e) => (Code::Limit, e.to_string()),
+                StartError::Store(e) => (Code::Internal, e.to_string()),
+            })
+            .map(i64::from),
+    }
+}
+
+/// `timer_cancel(n) -> 0`: only the asking satellite's timer `t-<n>`.
+fn timer_cancel(mut caller: Caller<'_, CallState>, n: i64) -> Result<i32, Error> {
+    enter(&mut caller, HostFn::TimerCancel)?;
+    let state = caller.data_mut();
+    let cancels = state.used.timer_cancels;
+    try_code!(state.cap(
+        HostFn::TimerCancel,
+        cancels >= MAX_TIMER_CANCELS_PER_CALL,
+        format_args!("{MAX_TIMER_CANCELS_PER_CALL} cancels"),
+    ));
+    let id = format!("t-{n}");
+    let result = state.effects.cancel_timers(std::slice::from_ref(&id));
+    if passed_gate(&result) {
+        state.used.timer_cancels += 1;
+    }
+    match result {
+        Ok(gone) if gone.is_empty() => {
+            Ok(state.fail(Code::NotFound, format!("no timer {id} on this satellite")))
+        }
+        Ok(_) => {
+            charge(&mut caller, cost::FILE_WRITE)?;
+            Ok(0)
+        }
+        Err(refused) => state.refused(HostFn::TimerCancel, refused, |e| {
+            (Code::Internal, e.to_string())
+        }),
+    }
+}
+
+/// `audio_play(name, name_len, target, permille) -> 0`: target 0 is the
+/// hub's speaker, 1 the satellite's.
+fn audio_play(
+    mut caller: Caller<'_, CallState>,
+    np: i32,
+    nl: i32,
+    target: i32,
+    permille: i32,
+) -> Result<i32, Error> {
+    enter(&mut caller, HostFn::AudioPlay)?;
+    let sound = try_code!(read_str(&mut caller, "audio_play name", np, nl, 255));
+    let state = caller.data_mut();
+    let target = match target {
+        0 => Target::Hub,
+        1 => Target::Satellite,
+        other => {
+            return Ok(state.fail(
+                Code::Invalid,
+                format!("audio_play: target {other} is not 0 (hub) or 1 (satellite)"),
+            ));
+        }
+    };
+    let plays = state.used.plays;
+    try_code!(state.cap(
+        HostFn::AudioPlay,
+        plays >= MAX_AUDIO_PLAYS_PER_CALL,
+        format_args!("{MAX_AUDIO_PLAYS_PER_CALL} sounds"),
+    ));
+    charge(&mut caller, cost::PLAYBACK)?;
+    let state = caller.data_mut();
+    let volume = (permille.clamp(0, 1000) as f32) / 1000.0;
+    let result = state.effects.play(&sound, target, volume);
+    // Every attempt the gate allows counts: a sound that fails to play was still read.
+    if passed_gate(&result) {
+        state.used.plays += 1;
+    }
+    match result {
+        Ok(_) => Ok(0),
+        Err(refused) => state.refused(HostFn::AudioPlay, refused, |e| match e.pointer {
+            Some(_) => (Code::Invalid, e.message),
+            None => (Code::Internal, e.detail.unwrap_or(e.message)),
+        }),
+    }
+}
+
+/// `mqtt_publish(topic, topic_len, payload, len) -> 0`.
+fn mqtt_publish(
+    mut caller: Caller<'_, CallState>,
+    tp: i32,
+    tl: i32,
+    pp: i32,
+    pl: i32,
+) -> Result<i32, Error> {
+    enter(&mut caller, HostFn::MqttPublish)?;
+    range(&caller, "mqtt_publish payload", pp, pl)?;
+    let topic = try_code!(read_str(&mut caller, "mqtt_publish topic", tp, tl, 256));
+    let state = caller.data_mut();
+    if pl as usize > abi::MAX_PUBLISH {
+        return Ok(state.fail(
+            Code::TooLarge,
+            format!(
+                "mqtt_publish: the payload is {pl} bytes; the limit is {}",
+                abi::MAX_PUBLISH
+            ),
+        ));
+    }
+    let publishes = state.used.publishes;
+    try_code!(state.cap(
+        HostFn::MqttPublish,
+        publishes >= MAX_PUBLISHES_PER_CALL,
+        format_args!("{MAX_PUBLISHES_PER_CALL} messages"),
+    ));
+    let payload = read(&mut caller, "mqtt_publish payload", pp, pl)?;
+    charge(&mut caller, cost::MESSAGE)?;
+    let state = caller.data_mut();
+    match state.effects.publish(topic, payload) {
+        Ok(()) => {
+            state.used.publishes += 1;
+            Ok(0)
+        }
+        Err(refused) => state.refused(HostFn::MqttPublish, refused, |e| match e {
+            PublishError::NotATopic(topic) => (
+                Code::Invalid,
+                format!("mqtt_publish: \"{topic}\" is not a topic to publish to"),
+            ),
+            PublishError::QueueFull => (
+                Code::Limit,
+                "mqtt_publish: the hub's outgoing queue is full; try again later".to_string(),
+            ),
+        }),
+    }
+}
+
+/// `secret_read(id, id_len, out, cap) -> len`.
+fn secret_read(
+    mut caller: Caller<'_, CallState>,
+    ip: i32,
+    il: i32,
+    out: i32,
+    cap: i32,
+) -> Result<i32, Error> {
+    enter(&mut caller, HostFn::SecretRead)?;
+    range(&caller, "secret_read", out, cap)?;
+    let id = try_code!(read_str(&mut caller, "secret_read id", ip, il, 64));
+    let state = caller.data_mut();
+    let reads = state.used.secret_reads;
+    try_code!(state.cap(
+        HostFn::SecretRead,
+        reads >= MAX_SECRET_READS_PER_CALL,
+        format_args!("{MAX_SECRET_READS_PER_CALL} reads"),
+    ));
+    let lookup = match state.effects.read_secret(&id) {
+        Ok(lookup) => lookup,
+        Err(refused) => return state.refused(HostFn::SecretRead, refused, |e| match e {}),
+    };
+    state.used.secret_reads += 1;
+    let fuel = match lookup.file_read {
+        Some(n) => cost::FILE_READ.saturating_add(bytes(n as usize)),
+        None => cost::FILE_STAT,
+    };
+    charge(&mut caller, fuel)?;
+    match lookup.value {
+        Ok(Some(value)) => write_out(&mut caller, "secret_read", out, cap, value.as_bytes()),
+        Ok(None) => Ok(caller
+            .data_mut()
+            .fail(Code::NotFound, format!("the secret store has no \"{id}\""))),
+        Err(e) => Ok(caller.data_mut().fail(Code::Internal, e)),
+    }
+}
+
+/// `http_request(req, req_len, out, cap)`: asks the gate, then answers
+/// `Unsupported` (this hub makes no HTTP requests yet).
+fn http_request(
+    mut caller: Caller<'_, CallState>,
+    rp: i32,
+    rl: i32,
+    out: i32,
+    cap: i32,
+) -> Result<i32, Error> {
+    enter(&mut caller, HostFn::HttpRequest)?;
+    range(&caller, "http_request", rp, rl)?;
+    range(&caller, "http_request", out, cap)?;
+    let state = caller.data_mut();
+    let requests = state.used.http_requests;
+    try_code!(state.cap(
+        HostFn::HttpRequest,
+        requests >= MAX_HTTP_REQUESTS_PER_CALL,
+        format_args!("{MAX_HTTP_REQUESTS_PER_CALL} requests"),
+    ));
+    let result: Result<Infallible, _> = state.effects.http_request();
+    if passed_gate(&result) {
+        state.used.http_requests += 1;
+    }
+    let Err(refused) = result;
+    state.refused(HostFn::HttpRequest, refused, |HttpError::Unsupported| {
+        (
+            Code::Unsupported,
+            "net.http is not supported by this hub yet: the permission was accepted, but no \
+             request is made"
+                .to_string(),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use abi::Ty;
+    use wasmi::{Module, Store};
+
+    use super::*;
+    use crate::effects::testing::{TestEnv, skill};
+    use crate::policy::{SkillKind, Tier};
+
+    fn wat_types(types: &[Ty]) -> String {
+        types
+            .iter()
+            .map(|ty| match ty {
+                Ty::I32 => " i32",
+                Ty::I64 => " i64",
+            })
+            .collect()
+    }
+
+    /// A module that imports `imports` (name, params, results) from `hark`.
+    fn importing(imports: &[(&str, String, String)]) -> String {
+        let mut wat = String::from("(module");
+        for (name, params, results) in imports {
+            wat.push_str(&format!(
+                "\n  (import \"{}\" \"{name}\" (func (param{params}) (result{results})))",
+                abi::MODULE
+            ));
+        }
+        wat.push(')');
+        wat
+    }
+
+    /// Instantiates `wat` against the hub's linker.
+    fn link(t: &TestEnv, wat: &str) -> Result<(), wasmi::Error> {
+        let engine = crate::sandbox::engine();
+        let module = Module::new(&engine, wat::parse_str(wat).unwrap()).unwrap();
+        let info = skill(SkillKind::Wasm, "linked", &[]);
+        let mut store = Store::new(&engine, CallState::new(t.effects(&info, "r-1")));
+        linker(&engine)
+            .instantiate_and_start(&mut store, &module)
+            .map(drop)
+    }
+
+    #[test]
+    fn the_linker_defines_every_abi_import_with_its_declared_types() {
+        let t = TestEnv::new("linker", Tier::Convenient);
+        let declared: Vec<(&str, String, String)> = abi::IMPORTS
+            .iter()
+            .map(|i| (i.name, wat_types(i.params), wat_types(i.results)))
+            .collect();
+        // Each alone, so a failure names the import; then all of them together.
+        for import in &declared {
+            if let Err(e) = link(&t, &importing(std::slice::from_ref(import))) {
+                panic!("hark.{} as abi::IMPORTS declares it: {e}", import.0);
+            }
+        }
+        link(&t, &importing(&declared)).unwrap();
+
+        // The check has teeth: a type other than the declared one does not link.
+        for (name, params, results) in &declared {
+            let wrong = [(*name, format!("{params} i32"), results.clone())];
+            assert!(
+                link(&t, &importing(&wrong)).is_err(),
+                "hark.{name} linked with an extra parameter"
+            );
+        }
+        assert!(
+            link(
+                &t,
+                &importing(&[("fd_write", String::new(), String::new())])
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn the_host_functions_are_abi_imports_in_order() {
+        let names: Vec<&str> = HostFn::ALL.iter().map(|f| f.name()).collect();
+        let imports: Vec<&str> = abi::IMPORTS.iter().map(|i| i.name).collect();
+        assert_eq!(names, imports);
+        for (i, f) in HostFn::ALL.iter().enumerate() {
+            assert_eq!(*f as usize, i, "{}", f.name());
+        }
     }
 }

@@ -1,28 +1,30 @@
 //! The WebAssembly sandbox: third-party skills run in the wasmi interpreter,
 //! each call in a fresh instance, under a fuel and wall-clock budget, a memory
-//! cap and a stack limit, on a bounded pool of worker threads. Every host
-//! function checks the policy gate before it acts.
+//! cap and a stack limit, on a bounded pool of worker threads. Its host
+//! functions act only through the [effects layer](crate::effects), which
+//! asks the policy gate first.
 //!
 //! Layout:
 //! - this file: the engine's configuration and the load-time checks of a module
 //! - [`exec`]: one call: instantiate, write the input, run in fuel slices, read the reply
 //! - [`host`]: the `hark` host functions, the one place guest memory is touched
 //! - [`pool`]: worker threads and their bounded queue (full = `busy`)
-//! - [`kv`], [`secrets`]: the per-skill store and the secret file
 //! - [`calibrate`]: this board's interpreter speed, to turn milliseconds into fuel
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hark_skill_sdk::abi::{self, Needs, Ty};
 use hark_skill_sdk::{Manifest, Permission};
 use wasmi::{CompilationMode, Config, EnforcedLimits, Engine, ExternType, Module, ValType};
 
+use crate::effects::kv::KvStore;
+use crate::policy::SkillInfo;
+
 pub mod calibrate;
 pub mod exec;
 pub mod host;
-pub mod kv;
-pub mod pool;
-pub mod secrets;
+pub(crate) mod pool;
 
 /// Deepest call stack a skill may build (frames); unbounded recursion traps here.
 pub const MAX_RECURSION_DEPTH: usize = 512;
@@ -53,7 +55,10 @@ pub fn engine() -> Engine {
 /// A loaded, compiled skill: what a worker needs to run it.
 #[derive(Debug)]
 pub struct WasmSkill {
-    pub info: std::sync::Arc<host::SkillInfo>,
+    /// Its facts: the same `Arc` as its registry entry's.
+    pub info: Arc<SkillInfo>,
+    /// Its private key/value store.
+    pub kv: Arc<KvStore>,
     pub module: Module,
     pub limits: CallLimits,
 }

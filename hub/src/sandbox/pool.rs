@@ -17,7 +17,8 @@ pub use crate::fair::{Refusal, Scheduler, Shares};
 
 use super::WasmSkill;
 use super::exec::{self, Outcome};
-use super::host::{CallState, HostEnv, linker};
+use super::host::{CallState, linker};
+use crate::effects::{Effects, Env};
 use crate::events::Protocol;
 use crate::inflight::CancelFlag;
 
@@ -81,7 +82,7 @@ impl Pool {
         workers: usize,
         queue: usize,
         engine: Engine,
-        env: Arc<HostEnv>,
+        env: Arc<Env>,
         runtime: tokio::runtime::Handle,
     ) -> std::io::Result<Pool> {
         let shares = Shares::for_workers(workers, queue);
@@ -126,7 +127,7 @@ impl Pool {
     }
 }
 
-fn work(shared: &Shared, engine: &Engine, env: &Arc<HostEnv>, runtime: &tokio::runtime::Handle) {
+fn work(shared: &Shared, engine: &Engine, env: &Arc<Env>, runtime: &tokio::runtime::Handle) {
     let _runtime = runtime.enter();
     let linker = linker(engine);
     loop {
@@ -154,14 +155,15 @@ fn work(shared: &Shared, engine: &Engine, env: &Arc<HostEnv>, runtime: &tokio::r
     }
 }
 
-fn run(job: Job, engine: &Engine, linker: &wasmi::Linker<CallState>, env: &Arc<HostEnv>) {
-    let state = CallState::new(
-        job.skill.info.clone(),
+fn run(job: Job, engine: &Engine, linker: &wasmi::Linker<CallState>, env: &Arc<Env>) {
+    let state = CallState::new(Effects::for_call(
         env.clone(),
+        job.skill.info.clone(),
+        job.skill.kv.clone(),
         &job.satellite,
         &job.request_id,
         job.protocol,
-    );
+    ));
     let started = std::time::Instant::now();
     let outcome = crate::panics::caught_sync(|| {
         exec::call(

@@ -25,8 +25,8 @@ use tokio::sync::{Notify, watch};
 use crate::audit::{self, Audit};
 use crate::events::{Event, Outbox, Protocol};
 
-pub mod store;
-pub mod table;
+pub(crate) mod store;
+pub(crate) mod table;
 
 pub use store::TimerStoreError;
 pub use table::{Saved, Timer, TimerError, TimerLimits, TimerTable};
@@ -196,8 +196,10 @@ impl TimerService {
         }))
     }
 
-    pub fn limits(&self) -> TimerLimits {
-        self.limits
+    /// The caps this service enforces.
+    #[cfg(test)]
+    pub(crate) fn limits(&self) -> &TimerLimits {
+        &self.limits
     }
 
     /// Starts a timer in memory and queues it for the disk; await
@@ -495,7 +497,25 @@ fn timer_speech(kind: &str, timer: &Timer) -> String {
 mod tests {
     use super::*;
     use crate::audit::AuditLog;
-    use crate::mqtt::topics::Topics;
+    use crate::events::{Message, Route};
+
+    /// Every event as a message, so the tests can count them.
+    #[derive(Debug)]
+    struct AsMessages;
+    impl Route for AsMessages {
+        fn event(&self, event: &Event, outbox: &Outbox) {
+            let payload = serde_json::to_vec(&event.body).unwrap();
+            let topic = event.satellite.clone();
+            outbox.publish_event(
+                &event.satellite,
+                Message {
+                    topic,
+                    payload,
+                    retain: false,
+                },
+            );
+        }
+    }
 
     struct Silent;
     impl Ringer for Silent {
@@ -510,7 +530,8 @@ mod tests {
     ) {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).unwrap();
-        let (outbox, rx) = Outbox::channel(Topics::new("hark"), 4096);
+        let (outbox, rx) = Outbox::channel(4096);
+        outbox.add_route(Protocol::NATIVE, Arc::new(AsMessages));
         let audit = Audit::new(AuditLog::open(&dir.join("audit.jsonl")).unwrap());
         let limits = TimerLimits {
             per_satellite: 4,
@@ -532,7 +553,7 @@ mod tests {
                 let (timer, ticket) = timers
                     .begin_start(
                         &format!("sat-{n}"),
-                        Protocol::Native,
+                        Protocol::NATIVE,
                         None,
                         Duration::from_secs(600),
                     )
@@ -571,7 +592,7 @@ mod tests {
         let timer = Timer {
             id: "t-3".into(),
             satellite: "kitchen".into(),
-            protocol: Protocol::Native,
+            protocol: Protocol::NATIVE,
             label: Some("pasta".into()),
             total_ms: 300_000,
             due_ms: 400_000,

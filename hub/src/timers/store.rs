@@ -230,7 +230,7 @@ mod tests {
         table
             .start(
                 "kitchen",
-                Protocol::Native,
+                Protocol::NATIVE,
                 Some(label),
                 Duration::from_secs(60),
                 0,

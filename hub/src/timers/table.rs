@@ -102,10 +102,6 @@ impl TimerTable {
         }
     }
 
-    pub fn next_id(&self) -> u64 {
-        self.next_id
-    }
-
     /// Starts a timer within `limits`.
     pub fn start(
         &mut self,
@@ -164,11 +160,6 @@ impl TimerTable {
             .insert(timer.id.clone());
         self.by_due.insert((timer.due_ms, timer.id.clone()));
         self.timers.insert(timer.id.clone(), timer);
-    }
-
-    /// Raises the id counter to at least `n` (ids are never reused).
-    pub fn advance_ids(&mut self, n: u64) {
-        self.next_id = self.next_id.max(n);
     }
 
     pub fn get(&self, id: &str) -> Option<&Timer> {
@@ -249,7 +240,7 @@ mod tests {
     const MIN: Duration = Duration::from_secs(60);
 
     fn start(t: &mut TimerTable, sat: &str, d: Duration, now: u64) -> Result<Timer, TimerError> {
-        t.start(sat, Protocol::Native, None, d, now, &TimerLimits::default())
+        t.start(sat, Protocol::NATIVE, None, d, now, &TimerLimits::default())
     }
 
     #[test]
@@ -258,7 +249,7 @@ mod tests {
         let a = t
             .start(
                 "kitchen",
-                Protocol::Native,
+                Protocol::NATIVE,
                 Some("pasta"),
                 5 * MIN,
                 1_000,
@@ -306,7 +297,7 @@ mod tests {
             total: 5,
         };
         let mut t = TimerTable::default();
-        let mut set = |sat: &str| t.start(sat, Protocol::Native, None, MIN, 0, &limits);
+        let mut set = |sat: &str| t.start(sat, Protocol::NATIVE, None, MIN, 0, &limits);
         for sat in ["a", "a", "b", "b"] {
             set(sat).unwrap();
         }

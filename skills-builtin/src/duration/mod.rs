@@ -9,7 +9,7 @@
 //! - `tokens`, `words`: compact `1h30m` and spoken "an hour and a half", which one tokenizer
 //!   and one reducer serve
 //! - `amount`: exact amounts and units, and reading a decimal number
-//! - `speak`: [`speak_duration`] and [`format_compact`], a duration said back
+//! - `speak`: [`speak_duration`], a duration said back (and, for tests, `format_compact`)
 
 use std::time::Duration;
 
@@ -24,7 +24,9 @@ mod tokens;
 mod words;
 
 pub use error::DurationError;
-pub use speak::{format_compact, speak_duration};
+#[cfg(test)]
+pub use speak::format_compact;
+pub use speak::speak_duration;
 
 use clock::parse_clock;
 use error::negative;
@@ -80,12 +82,10 @@ fn strip_leading_for(text: &str) -> &str {
     }
 }
 
-const NANOS_PER_SEC: u128 = 1_000_000_000;
-
 fn check_range(nanos: u128, input: &str) -> Result<Duration, DurationError> {
     if nanos == 0 {
         Err(DurationError::Zero)
-    } else if nanos < NANOS_PER_SEC {
+    } else if nanos < Duration::from_secs(1).as_nanos() {
         Err(DurationError::TooShort {
             input: input.to_string(),
         })

@@ -1,5 +1,6 @@
 //! Durations said back: in words for speech, compactly for logs and data.
 
+#[cfg(test)]
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ pub fn speak_duration(d: Duration) -> String {
 /// timer length (one second to [`MAX_DURATION`](super::MAX_DURATION)) comes back unchanged from
 /// [`parse_duration`](super::parse_duration).
 #[must_use]
+#[cfg(test)]
 pub fn format_compact(d: Duration) -> String {
     if d.is_zero() {
         return "0s".to_string();

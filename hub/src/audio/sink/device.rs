@@ -388,7 +388,7 @@ mod tests {
     use crate::audio::sink::null::{NULL_SAMPLE_RATE, Warnings};
     use crate::audio::sink::player::Output;
     use crate::audio::sink::test_util::silence;
-    use crate::audio::{AudioError, AudioOut, Backend, PlaybackEnd};
+    use crate::audio::{AudioBackend, AudioError, AudioOut, PlaybackEnd};
 
     /// This test machine may or may not have a sound card; CI boxes do not.
     #[cfg(feature = "audio-cpal")]
@@ -402,7 +402,7 @@ mod tests {
     #[cfg(feature = "audio-cpal")]
     #[tokio::test(start_paused = true)]
     async fn auto_without_a_sound_card_falls_back_to_the_null_sink() {
-        let out = AudioOut::open(Backend::Auto).expect("auto never fails");
+        let out = AudioOut::open(AudioBackend::Auto).expect("auto never fails");
         if machine_has_no_sound_card() {
             assert_eq!(out.backend_name(), "null");
         }
@@ -417,7 +417,7 @@ mod tests {
     #[cfg(feature = "audio-cpal")]
     #[test]
     fn cpal_without_a_sound_card_is_an_error_that_says_what_failed() {
-        match AudioOut::open(Backend::Cpal) {
+        match AudioOut::open(AudioBackend::Cpal) {
             Err(error) => {
                 assert!(matches!(error, AudioError::Device { .. }), "{error:?}");
                 let message = error.to_string();

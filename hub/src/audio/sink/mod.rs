@@ -22,6 +22,5 @@ mod render;
 #[cfg(test)]
 mod test_util;
 
-pub use null::NULL_SAMPLE_RATE;
-pub use playback::{Playback, PlaybackEnd, PlaybackStopper};
-pub use player::{AudioOut, Backend};
+pub use playback::{PlaybackEnd, PlaybackStopper};
+pub use player::{AudioBackend, AudioOut};

@@ -64,11 +64,11 @@ mod tests {
 
     use super::NULL_SAMPLE_RATE;
     use crate::audio::sink::test_util::silence;
-    use crate::audio::{AudioOut, Backend, Clip, PlaybackEnd, synth};
+    use crate::audio::{AudioBackend, AudioOut, Clip, PlaybackEnd, synth};
 
     #[tokio::test(start_paused = true)]
     async fn the_null_sink_completes_after_the_clips_duration() {
-        let out = AudioOut::open(Backend::Null).unwrap();
+        let out = AudioOut::open(AudioBackend::Null).unwrap();
         assert_eq!(
             (out.backend_name(), out.sample_rate()),
             ("null", NULL_SAMPLE_RATE)

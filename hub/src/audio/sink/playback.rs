@@ -24,6 +24,8 @@ pub enum PlaybackEnd {
 /// Shared by a playback's handles and whatever is producing its sound.
 #[derive(Debug)]
 pub(super) struct Control {
+    /// Only tests tell playbacks apart.
+    #[cfg(test)]
     pub(super) id: u64,
     /// Read by the real-time audio callback, which must not lock.
     pub(super) quiet: AtomicBool,
@@ -60,6 +62,7 @@ pub struct Playback {
 
 impl Playback {
     /// Unique per [`AudioOut`](super::AudioOut), increasing with each `play`.
+    #[cfg(test)]
     pub fn id(&self) -> u64 {
         self.control.id
     }
@@ -100,6 +103,7 @@ pub struct PlaybackStopper {
 }
 
 impl PlaybackStopper {
+    #[cfg(test)]
     pub fn id(&self) -> u64 {
         self.control.id
     }
@@ -107,10 +111,6 @@ impl PlaybackStopper {
     /// Same as [`Playback::stop`].
     pub fn stop(&self) {
         self.control.finish(PlaybackEnd::Stopped);
-    }
-
-    pub fn is_finished(&self) -> bool {
-        self.control.ended().is_some()
     }
 }
 

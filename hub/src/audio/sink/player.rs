@@ -1,7 +1,8 @@
 //! The hub's speaker: which output plays, and one clip at a time across every clone.
 
-use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicBool;
+#[cfg(test)]
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
@@ -14,7 +15,7 @@ use crate::audio::{AudioError, Clip};
 
 /// Which output to use (config `audio.backend`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Backend {
+pub enum AudioBackend {
     /// The speaker if one works, otherwise silently keep time (with one warning).
     #[default]
     Auto,
@@ -22,31 +23,6 @@ pub enum Backend {
     Cpal,
     /// Never touch audio hardware.
     Null,
-}
-
-impl Backend {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Backend::Auto => "auto",
-            Backend::Cpal => "cpal",
-            Backend::Null => "null",
-        }
-    }
-}
-
-impl FromStr for Backend {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(Backend::Auto),
-            "cpal" => Ok(Backend::Cpal),
-            "null" => Ok(Backend::Null),
-            other => Err(format!(
-                "unknown audio.backend {other:?}; use \"auto\", \"cpal\" or \"null\""
-            )),
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -60,6 +36,7 @@ pub(super) enum Output {
 struct Inner {
     output: Output,
     sample_rate: u32,
+    #[cfg(test)]
     next_id: AtomicU64,
     /// The one playback allowed to be audible.
     current: Mutex<Option<Arc<Control>>>,
@@ -83,11 +60,11 @@ impl AudioOut {
     /// the null sink (logged at info) and `Cpal` is an error.
     ///
     /// Blocks briefly while probing; call it at startup.
-    pub fn open(backend: Backend) -> Result<AudioOut, AudioError> {
+    pub fn open(backend: AudioBackend) -> Result<AudioOut, AudioError> {
         match backend {
-            Backend::Null => Ok(AudioOut::null()),
-            Backend::Cpal => AudioOut::open_cpal(),
-            Backend::Auto => match AudioOut::open_cpal() {
+            AudioBackend::Null => Ok(AudioOut::null()),
+            AudioBackend::Cpal => AudioOut::open_cpal(),
+            AudioBackend::Auto => match AudioOut::open_cpal() {
                 Ok(out) => Ok(out),
                 Err(AudioError::NoAudioSupport) => {
                     tracing::info!(
@@ -124,6 +101,7 @@ impl AudioOut {
             inner: Arc::new(Inner {
                 output,
                 sample_rate,
+                #[cfg(test)]
                 next_id: AtomicU64::new(0),
                 current: Mutex::new(None),
                 warnings,
@@ -163,9 +141,9 @@ impl AudioOut {
     /// once. Must be called inside a tokio runtime, whose timer paces the null
     /// sink and any fallback; without one the playback ends as `Failed`.
     pub fn play(&self, clip: Clip, volume: f32) -> Playback {
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let control = Arc::new(Control {
-            id,
+            #[cfg(test)]
+            id: self.inner.next_id.fetch_add(1, Ordering::Relaxed) + 1,
             quiet: AtomicBool::new(false),
             end: watch::channel(None).0,
         });
@@ -210,6 +188,7 @@ impl AudioOut {
     }
 
     /// Stops whatever is playing (ends it as [`PlaybackEnd::Stopped`]).
+    #[cfg(test)]
     pub fn stop_all(&self) {
         let current = self
             .inner
@@ -250,27 +229,14 @@ mod tests {
         assert_eq!(playback.finished().await, PlaybackEnd::Stopped);
     }
 
-    #[test]
-    fn backend_names_parse_from_config() {
-        for backend in [Backend::Auto, Backend::Cpal, Backend::Null] {
-            assert_eq!(backend.as_str().parse::<Backend>(), Ok(backend));
-        }
-        assert!(
-            "alsa"
-                .parse::<Backend>()
-                .unwrap_err()
-                .contains("\"auto\", \"cpal\" or \"null\"")
-        );
-    }
-
     #[cfg(not(feature = "audio-cpal"))]
     #[test]
     fn without_cpal_support_auto_is_null_and_cpal_is_an_error() {
         assert_eq!(
-            AudioOut::open(Backend::Auto).unwrap().backend_name(),
+            AudioOut::open(AudioBackend::Auto).unwrap().backend_name(),
             "null"
         );
-        let error = AudioOut::open(Backend::Cpal).unwrap_err();
+        let error = AudioOut::open(AudioBackend::Cpal).unwrap_err();
         assert!(matches!(error, AudioError::NoAudioSupport));
         assert!(error.to_string().contains("audio-cpal"));
     }

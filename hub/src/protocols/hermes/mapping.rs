@@ -1,13 +1,16 @@
-//! Hermes to native and back, without I/O: an [`NluIntent`] becomes the
-//! native request `{"id", "intent", "args", "text", "confidence"}` that the
-//! one dispatcher runs, and a native [`Reply`] becomes the words Rhasspy says.
+//! Hermes to the hub and back, without I/O: an [`NluIntent`] becomes the
+//! [`Request`] the one dispatcher runs, and a [`Reply`] becomes the words
+//! Rhasspy says.
 
 use std::collections::BTreeMap;
 
-use hark_skill_sdk::{ErrorBody, Reply, Status};
-use serde_json::{Map, Value, json};
+use hark_skill_sdk::{ErrorBody, ErrorCode, Reply, Status};
+use serde_json::{Map, Value};
 
+use super::PROTOCOL;
 use super::nlu::{NluIntent, Problem};
+use crate::protocols::slots;
+use crate::request::Request;
 
 /// The skill a Rhasspy intent name asks for: `[hermes.intents]`, else the
 /// name as is.
@@ -15,7 +18,7 @@ pub fn skill_for<'a>(intent_name: &'a str, intents: &'a BTreeMap<String, String>
     intents.get(intent_name).map_or(intent_name, String::as_str)
 }
 
-/// The native request for `nlu`, with request id `id`.
+/// The request for `nlu`, with request id `id`, from satellite `siteId`.
 ///
 /// - `slots[]` become `args`, keyed by `slotName` (else `entity`), valued by
 ///   `value.value` as it is (numbers stay numbers). A slot named twice
@@ -29,43 +32,29 @@ pub fn request(
     nlu: &NluIntent,
     intents: &BTreeMap<String, String>,
     id: &str,
-) -> Result<Value, Problem> {
+) -> Result<Request, Problem> {
     let skill = skill_for(&nlu.intent_name, intents);
-    let mut by_name: Vec<(&str, Vec<Value>)> = Vec::new();
+    let mut pairs = Vec::with_capacity(nlu.slots.len());
     for (i, slot) in nlu.slots.iter().enumerate() {
         let value = slot_value(&slot.value).ok_or_else(|| {
             Problem::new(
-                "bad_args",
+                ErrorCode::BadArgs,
                 format!("/slots/{i}/value"),
                 "has no value key (and is not a Snips Duration)",
             )
         })?;
-        match by_name.iter_mut().find(|(name, _)| *name == slot.name()) {
-            Some((_, values)) => values.push(value),
-            None => by_name.push((slot.name(), vec![value])),
-        }
+        pairs.push((slot.name().to_string(), value));
     }
-    let mut args: Map<String, Value> = by_name
-        .into_iter()
-        .map(|(name, mut values)| {
-            let value = if values.len() == 1 {
-                values.remove(0)
-            } else {
-                Value::Array(values)
-            };
-            (name.to_string(), value)
-        })
-        .collect();
-    if skill == "timer.set" {
-        compose_duration(&mut args);
-    }
-    Ok(json!({
-        "id": id,
-        "intent": skill,
-        "args": args,
-        "text": nlu.input,
-        "confidence": nlu.confidence_score,
-    }))
+    let args = slots::args_for(skill, pairs);
+    Ok(Request {
+        id: id.to_string(),
+        intent: skill.to_string(),
+        args,
+        text: nlu.input.clone(),
+        confidence: nlu.confidence_score,
+        satellite: nlu.site_id.clone(),
+        protocol: PROTOCOL,
+    })
 }
 
 /// `value.value`, or a Snips `Duration` as ISO 8601.
@@ -93,7 +82,7 @@ fn snips_duration(value: &Map<String, Value>) -> String {
         (n("days"), 'D'),
     ] {
         if amount != 0.0 {
-            out.push_str(&format!("{}{unit}", number(amount)));
+            out.push_str(&format!("{}{unit}", slots::number(amount)));
         }
     }
     let time: Vec<(f64, char)> = [(n("hours"), 'H'), (n("minutes"), 'M'), (n("seconds"), 'S')]
@@ -103,63 +92,13 @@ fn snips_duration(value: &Map<String, Value>) -> String {
     if !time.is_empty() {
         out.push('T');
         for (amount, unit) in time {
-            out.push_str(&format!("{}{unit}", number(amount)));
+            out.push_str(&format!("{}{unit}", slots::number(amount)));
         }
     }
     if out == "P" {
         out.push_str("T0S");
     }
     out
-}
-
-/// `5` rather than `5.0`; fractions as they are.
-fn number(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e15 {
-        format!("{}", x as i64)
-    } else {
-        format!("{x}")
-    }
-}
-
-/// Unit slots, in the order a duration is spoken.
-const UNIT_SLOTS: [(&str, &str); 4] = [
-    ("days", "d"),
-    ("hours", "h"),
-    ("minutes", "m"),
-    ("seconds", "s"),
-];
-
-fn compose_duration(args: &mut Map<String, Value>) {
-    if args.contains_key("duration") {
-        return;
-    }
-    let units: Vec<(&str, f64)> = UNIT_SLOTS
-        .iter()
-        .filter_map(|(name, unit)| Some((*unit, args.get(*name)?.as_f64()?)))
-        .collect();
-    let present = UNIT_SLOTS
-        .iter()
-        .filter(|(name, _)| args.contains_key(*name))
-        .count();
-    // Only when every unit slot is a plain number: anything else goes to the
-    // schema as it is, which names the slot that is wrong.
-    if units.is_empty() || units.len() != present {
-        return;
-    }
-    let nonzero: Vec<String> = units
-        .iter()
-        .filter(|(_, amount)| *amount != 0.0)
-        .map(|(unit, amount)| format!("{}{unit}", number(*amount)))
-        .collect();
-    let duration = if nonzero.is_empty() {
-        "0s".to_string()
-    } else {
-        nonzero.join(" ")
-    };
-    for (name, _) in UNIT_SLOTS {
-        args.remove(name);
-    }
-    args.insert("duration".into(), Value::String(duration));
 }
 
 /// What Rhasspy should say for `reply`: the skill's speech when it has one,
@@ -170,30 +109,34 @@ pub fn spoken(reply: &Reply) -> Option<String> {
         return Some(speech.clone());
     }
     let error = reply.error.as_ref()?;
-    let text = match (reply.status, error.code.as_str()) {
-        (_, "bad_satellite") => "Sorry, Hark can't use this satellite's site ID. Rename the site \
-                                 using only letters, digits, dashes and underscores."
-            .to_string(),
-        (_, "payload_too_large") => "Sorry, that request was too big for me to read.".to_string(),
-        (_, "not_utf8" | "not_json" | "not_object") => {
+    let text = match (reply.status, &error.code) {
+        (_, ErrorCode::BadSatellite) => {
+            "Sorry, Hark can't use this satellite's site ID. Rename the site using only letters, \
+             digits, dashes and underscores."
+                .to_string()
+        }
+        (_, ErrorCode::PayloadTooLarge) => {
+            "Sorry, that request was too big for me to read.".to_string()
+        }
+        (_, ErrorCode::NotUtf8 | ErrorCode::NotJson | ErrorCode::NotObject) => {
             "Sorry, that request was garbled and I couldn't read it.".to_string()
         }
-        (_, "missing_intent" | "bad_intent") => {
+        (_, ErrorCode::MissingIntent | ErrorCode::BadIntent) => {
             "Sorry, I couldn't tell what you wanted me to do.".to_string()
         }
-        (_, "bad_id") => "Sorry, that request's session ID is too long for me.".to_string(),
-        (_, "bad_args" | "bad_text" | "bad_confidence") => {
+        (_, ErrorCode::BadId) => "Sorry, that request's session ID is too long for me.".to_string(),
+        (_, ErrorCode::BadArgs | ErrorCode::BadText | ErrorCode::BadConfidence) => {
             "Sorry, what Rhasspy heard came to me garbled.".to_string()
         }
-        (_, "schema") => schema_speech(error),
-        (_, "not_recognized") => "Sorry, I didn't understand that.".to_string(),
+        (_, ErrorCode::Schema) => schema_speech(error),
+        (_, ErrorCode::NotRecognized) => "Sorry, I didn't understand that.".to_string(),
         (Status::UnknownIntent, _) => match &reply.intent {
             Some(intent) => format!("Sorry, I can't handle {} yet.", words(intent)),
             None => "Sorry, I can't do that yet.".to_string(),
         },
         (Status::Denied, _) => "Sorry, I'm not allowed to do that here.".to_string(),
         (Status::Timeout, _) => "Sorry, that took too long, so I stopped it.".to_string(),
-        (Status::Busy, "shutting_down") => {
+        (Status::Busy, ErrorCode::ShuttingDown) => {
             "Sorry, I'm restarting. Please ask again in a moment.".to_string()
         }
         (Status::Busy, _) => "Sorry, I'm busy right now. Please ask again in a moment.".to_string(),
@@ -258,8 +201,19 @@ fn words(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hermes::nlu::{DEFAULT_SITE, Slot};
+    use crate::protocols::hermes::nlu::{DEFAULT_SITE, Slot};
     use hark_skill_sdk::Violation;
+    use serde_json::json;
+
+    /// The request in the shape of a native payload, as the assertions spell it.
+    fn native(request: Request) -> Value {
+        assert_eq!(
+            (request.satellite.as_str(), request.protocol),
+            (DEFAULT_SITE, PROTOCOL)
+        );
+        json!({"id": request.id, "intent": request.intent, "args": request.args,
+               "text": request.text, "confidence": request.confidence})
+    }
 
     fn slot(name: &str, value: Value) -> Slot {
         Slot {
@@ -291,18 +245,20 @@ mod tests {
 
     #[test]
     fn a_mapped_intent_with_slots_becomes_a_native_request() {
-        let request = request(
-            &nlu(
-                "SetTimer",
-                vec![
-                    slot("duration", json!("five minutes")),
-                    slot("label", json!("pasta")),
-                ],
-            ),
-            &intents(),
-            "s-1",
-        )
-        .unwrap();
+        let request = native(
+            request(
+                &nlu(
+                    "SetTimer",
+                    vec![
+                        slot("duration", json!("five minutes")),
+                        slot("label", json!("pasta")),
+                    ],
+                ),
+                &intents(),
+                "s-1",
+            )
+            .unwrap(),
+        );
         assert_eq!(
             request,
             json!({"id": "s-1", "intent": "timer.set",
@@ -313,31 +269,35 @@ mod tests {
 
     #[test]
     fn an_unmapped_intent_is_tried_as_is_and_numbers_stay_numbers() {
-        let request = request(
-            &nlu("audio.play", vec![slot("volume", json!(0.5))]),
-            &intents(),
-            "r",
-        )
-        .unwrap();
+        let request = native(
+            request(
+                &nlu("audio.play", vec![slot("volume", json!(0.5))]),
+                &intents(),
+                "r",
+            )
+            .unwrap(),
+        );
         assert_eq!(request["intent"], "audio.play");
         assert_eq!(request["args"]["volume"], json!(0.5));
     }
 
     #[test]
     fn a_slot_named_twice_becomes_an_array_in_order() {
-        let request = request(
-            &nlu(
-                "Colours",
-                vec![
-                    slot("c", json!("red")),
-                    slot("c", json!("green")),
-                    slot("c", json!("blue")),
-                ],
-            ),
-            &intents(),
-            "r",
-        )
-        .unwrap();
+        let request = native(
+            request(
+                &nlu(
+                    "Colours",
+                    vec![
+                        slot("c", json!("red")),
+                        slot("c", json!("green")),
+                        slot("c", json!("blue")),
+                    ],
+                ),
+                &intents(),
+                "r",
+            )
+            .unwrap(),
+        );
         assert_eq!(request["args"]["c"], json!(["red", "green", "blue"]));
         let single = request_of(vec![slot("c", json!(["a", "b"]))]);
         assert_eq!(
@@ -350,7 +310,7 @@ mod tests {
     }
 
     fn request_of(slots: Vec<Slot>) -> Value {
-        request(&nlu("X", slots), &intents(), "r").unwrap()
+        native(request(&nlu("X", slots), &intents(), "r").unwrap())
     }
 
     #[test]
@@ -365,25 +325,27 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             (problem.code, problem.pointer.as_str()),
-            ("bad_args", "/slots/1/value")
+            (ErrorCode::BadArgs, "/slots/1/value")
         );
     }
 
     #[test]
     fn numeric_unit_slots_become_one_timer_duration() {
-        let request = request(
-            &nlu(
-                "SetTimer",
-                vec![
-                    slot("hours", json!(1)),
-                    slot("minutes", json!(30)),
-                    slot("seconds", json!(0)),
-                ],
-            ),
-            &intents(),
-            "r",
-        )
-        .unwrap();
+        let request = native(
+            request(
+                &nlu(
+                    "SetTimer",
+                    vec![
+                        slot("hours", json!(1)),
+                        slot("minutes", json!(30)),
+                        slot("seconds", json!(0)),
+                    ],
+                ),
+                &intents(),
+                "r",
+            )
+            .unwrap(),
+        );
         assert_eq!(request["args"], json!({"duration": "1h 30m"}));
         let fraction = request_of_timer(vec![slot("minutes", json!(2.5))]);
         assert_eq!(fraction["args"], json!({"duration": "2.5m"}));
@@ -396,7 +358,7 @@ mod tests {
     }
 
     fn request_of_timer(slots: Vec<Slot>) -> Value {
-        request(&nlu("SetTimer", slots), &intents(), "r").unwrap()
+        native(request(&nlu("SetTimer", slots), &intents(), "r").unwrap())
     }
 
     #[test]
@@ -456,7 +418,7 @@ mod tests {
             speech: None,
             data: None,
             error: Some(ErrorBody {
-                code: code.into(),
+                code: ErrorCode::parse(code),
                 message: "m".into(),
                 details,
             }),

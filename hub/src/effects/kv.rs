@@ -21,6 +21,9 @@ pub enum KvError {
     WriteBudget { bytes: usize, left: usize },
     #[error("kv: cannot save the store: {0}")]
     Io(#[from] std::io::Error),
+    /// The skill has no store: built-ins keep no state of their own.
+    #[error("kv: this skill has no key/value store")]
+    NoStore,
 }
 
 impl KvError {
@@ -28,7 +31,7 @@ impl KvError {
         match self {
             KvError::Full { .. } => Code::TooLarge,
             KvError::WriteBudget { .. } => Code::Limit,
-            KvError::Io(_) => Code::Internal,
+            KvError::Io(_) | KvError::NoStore => Code::Internal,
         }
     }
 }

@@ -1,6 +1,5 @@
-//! The Hermes adapter in front of the one dispatcher: reads an NluIntent,
-//! hands the native request to [`Dispatcher::handle_value`] (or, when it
-//! cannot be run, to the dispatcher's refusal path, so it is audited all the
+//! The Hermes adapter in front of the one dispatcher: reads an NluIntent
+//! into a [`Request`] (or, when it cannot be run, a refusal, audited all the
 //! same), and answers the way Rhasspy expects: `endSession` inside a
 //! session, `tts/say` outside one.
 
@@ -8,16 +7,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use hark_skill_sdk::{Reply, Status, Violation};
+use hark_skill_sdk::{ErrorCode, Reply, Status, Violation};
 use serde_json::Value;
 
-use crate::dispatch::{Dispatcher, Failure, MAX_ID_LEN};
-use crate::events::{Message, Outbox, Protocol};
-use crate::mqtt::topics::check_satellite_id;
+use crate::dispatch::Dispatcher;
+use crate::events::{Message, Outbox};
+use crate::protocols::native::topics::check_satellite_id;
+use crate::protocols::{Accepted, Inbound, Job, Sending};
+use crate::request::{Failure, Known, MAX_ID_LEN, Rejected, Request};
 
+use super::PROTOCOL;
 use super::answer::{EndSession, PlayFinished, TtsSay};
 use super::mapping;
 use super::nlu::{Envelope, NluIntent, Problem};
+use super::topics::{self, Incoming};
 
 /// Oversized payloads up to this size are skimmed for their `sessionId` so
 /// the session can still be ended; larger ones are only audited.
@@ -34,10 +37,6 @@ pub enum Kind {
     /// `hermes/nlu/intentNotRecognized`.
     NotRecognized,
 }
-
-/// A payload the hub will not read as JSON: what could be recovered, and why.
-#[derive(Debug)]
-struct Unreadable(Envelope, Failure);
 
 /// Where and how to answer one message.
 #[derive(Debug, Clone, Default)]
@@ -69,8 +68,14 @@ impl AnswerTo {
     }
 }
 
-#[derive(Debug)]
+/// The Hermes side of the hub: reads NluIntents, answers sessions.
+#[derive(Debug, Clone)]
 pub struct Adapter {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
     dispatcher: Arc<Dispatcher>,
     outbox: Outbox,
     intents: BTreeMap<String, String>,
@@ -86,62 +91,130 @@ impl Adapter {
         max_payload: usize,
     ) -> Adapter {
         Adapter {
-            dispatcher,
-            outbox,
-            intents,
-            max_payload,
-            next_id: AtomicU64::new(1),
+            shared: Arc::new(Shared {
+                dispatcher,
+                outbox,
+                intents,
+                max_payload,
+                next_id: AtomicU64::new(1),
+            }),
         }
     }
 
-    /// Runs one message and queues its answer (waiting for room: every
-    /// session gets ended).
+    /// Runs one message and queues its answer at once, without waiting for
+    /// a turn (tests; the hub admits each message first).
     pub async fn handle(&self, kind: &Kind, payload: &[u8]) {
-        let (answer, reply) = match kind {
-            Kind::Intent(topic_name) => self.intent(topic_name, payload).await,
-            Kind::NotRecognized => self.not_recognized(payload),
+        let topic = match kind {
+            Kind::Intent(name) => format!("hermes/intent/{name}"),
+            Kind::NotRecognized => topics::NOT_RECOGNIZED.to_string(),
         };
-        if let Some(message) = self.answer_message(&answer, &reply) {
-            self.outbox.send(message).await;
-        }
+        let publish = rumqttc::Publish::new(topic, rumqttc::QoS::AtLeastOnce, payload.to_vec());
+        let job = self.job(kind.clone(), publish);
+        crate::protocols::run(&self.shared.dispatcher, job).await;
     }
 
-    /// Answers a message the hub will not run (busy, shutting down); the
-    /// caller queues the answer.
-    pub fn refuse(&self, kind: &Kind, payload: &[u8], failure: Failure) -> Option<Message> {
-        let answer = AnswerTo::from(self.envelope(payload));
-        let intent = match kind {
-            Kind::Intent(name) => Some(name.as_str()),
-            Kind::NotRecognized => None,
-        };
-        let reply = self.refusal(&answer, intent, failure);
-        self.answer_message(&answer, &reply)
+    fn job(&self, kind: Kind, publish: rumqttc::Publish) -> Box<dyn Job> {
+        Box::new(MessageJob {
+            hermes: self.shared.clone(),
+            kind,
+            publish,
+            answer: AnswerTo::default(),
+            intent: None,
+        })
     }
 
     /// `hermes/audioServer/<site_id>/playFinished`: the satellite finished a
     /// `playBytes`. Not a request: nothing is answered or audited.
-    pub fn play_finished(&self, site_id: &str, payload: &[u8]) {
+    fn play_finished(&self, site_id: &str, payload: &[u8]) {
         match PlayFinished::parse(payload) {
             Ok(PlayFinished { id: Some(id), .. }) => {
-                let ended = self.dispatcher.services().playback.finished(site_id, &id);
+                let ended = self
+                    .shared
+                    .dispatcher
+                    .services()
+                    .playback
+                    .finished(site_id, &id);
                 tracing::debug!(site_id, id, ended, "playFinished");
             }
             Ok(_) => tracing::debug!(site_id, "playFinished without an id; ignored"),
             Err(e) => tracing::debug!(site_id, "unreadable playFinished ignored: {e}"),
         }
     }
+}
 
-    async fn intent(&self, topic_name: &str, payload: &[u8]) -> (AnswerTo, Reply) {
-        let refuse = |answer: AnswerTo, intent: Option<&str>, failure: Failure| {
-            let reply = self.refusal(&answer, intent, failure);
-            (answer, reply)
+impl crate::protocols::Adapter for Adapter {
+    fn subscriptions(&self) -> Vec<String> {
+        topics::SUBSCRIPTIONS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    fn accept(&self, publish: &rumqttc::Publish) -> Accepted {
+        let kind = match topics::parse(&publish.topic) {
+            Incoming::Intent { name } => Kind::Intent(name.to_string()),
+            Incoming::NotRecognized => Kind::NotRecognized,
+            Incoming::PlayFinished { site_id } => {
+                // Handled at once, in order: a request that follows it sees it.
+                self.play_finished(site_id, &publish.payload);
+                return Accepted::Done(None);
+            }
+            Incoming::Other => return Accepted::NotMine,
         };
+        Accepted::Request(Inbound {
+            key: super::site_of(&publish.payload),
+            bytes: publish.payload.len(),
+            job: self.job(kind, publish.clone()),
+        })
+    }
+}
+
+/// One Hermes message, and how to answer it once it is read.
+#[derive(Debug)]
+struct MessageJob {
+    hermes: Arc<Shared>,
+    kind: Kind,
+    publish: rumqttc::Publish,
+    answer: AnswerTo,
+    /// The Rhasspy intent name, as far as it is known (for the log).
+    intent: Option<String>,
+}
+
+impl MessageJob {
+    /// Keeps where to answer and what the message asked for, and says what
+    /// is known of it.
+    fn remember(&mut self, answer: AnswerTo, intent: Option<&str>) -> Known {
+        self.answer = answer;
+        self.intent = intent.map(String::from);
+        Known {
+            satellite: self.answer.satellite(),
+            protocol: PROTOCOL,
+            id: self.answer.request_id.clone(),
+            intent: self.intent.clone(),
+            args: None,
+        }
+    }
+
+    /// The refusal of this message, as far as it was read.
+    fn reject(
+        &mut self,
+        answer: AnswerTo,
+        intent: Option<&str>,
+        failure: Failure,
+    ) -> Box<Rejected> {
+        Box::new(Rejected {
+            known: self.remember(answer, intent),
+            failure,
+        })
+    }
+
+    fn intent(&mut self, topic_name: &str) -> Result<Request, Box<Rejected>> {
         let topic_intent = Some(topic_name).filter(|n| !n.is_empty());
-        let value = match self.read(payload) {
+        let value = match self.hermes.read(&self.publish.payload) {
             Ok(value) => value,
             Err(unreadable) => {
-                let Unreadable(envelope, failure) = *unreadable;
-                return refuse(AnswerTo::from(envelope), topic_intent, failure);
+                let (envelope, failure) = *unreadable;
+                return Err(self.reject(AnswerTo::from(envelope), topic_intent, failure));
             }
         };
         let mut answer = AnswerTo::from(Envelope::of(&value));
@@ -151,8 +224,9 @@ impl Adapter {
                 let named = value
                     .pointer("/intent/intentName")
                     .and_then(Value::as_str)
-                    .or(topic_intent);
-                return refuse(answer, named, invalid(problem));
+                    .or(topic_intent)
+                    .map(String::from);
+                return Err(self.reject(answer, named.as_deref(), invalid(problem)));
             }
         };
         let intent = Some(nlu.intent_name.as_str());
@@ -161,58 +235,83 @@ impl Adapter {
                 .replace("the satellite id in the topic", "the siteId")
                 .replace("the satellite id", "the siteId");
             let failure = Failure::new(
-                Status::Invalid,
-                "bad_satellite",
+                ErrorCode::BadSatellite,
                 format!(
                     "{why}; Hark uses the siteId as the satellite id, so rename the site in \
                      Rhasspy's settings (1 to 64 letters, digits, '_' or '-')"
                 ),
             );
-            return refuse(answer, intent, failure);
+            return Err(self.reject(answer, intent, failure));
         }
         if let Some(session) = &nlu.session_id {
             if session.chars().count() > MAX_ID_LEN {
                 let problem = Problem::new(
-                    "bad_id",
+                    ErrorCode::BadId,
                     "/sessionId",
                     format!(
                         "must be 1 to {MAX_ID_LEN} characters, got {}",
                         session.chars().count()
                     ),
                 );
-                return refuse(answer, intent, invalid(problem));
+                return Err(self.reject(answer, intent, invalid(problem)));
             }
         }
         let id = match nlu.session_id.as_deref().filter(|s| !s.is_empty()) {
             Some(session) => session.to_string(),
-            None => self.new_id(),
+            None => self.hermes.new_id(),
         };
         answer.request_id = Some(id.clone());
-        let request = match mapping::request(&nlu, &self.intents, &id) {
-            Ok(request) => request,
-            Err(problem) => return refuse(answer, intent, invalid(problem)),
+        match mapping::request(&nlu, &self.hermes.intents, &id) {
+            Ok(request) => {
+                self.answer = answer;
+                self.intent = Some(nlu.intent_name);
+                Ok(request)
+            }
+            Err(problem) => Err(self.reject(answer, intent, invalid(problem))),
+        }
+    }
+}
+
+impl Job for MessageJob {
+    fn decode(&mut self) -> Result<Request, Box<Rejected>> {
+        match self.kind.clone() {
+            Kind::Intent(topic_name) => self.intent(&topic_name),
+            Kind::NotRecognized => {
+                let answer = AnswerTo::from(self.hermes.envelope(&self.publish.payload));
+                let failure = Failure::new(
+                    ErrorCode::NotRecognized,
+                    "Rhasspy recognized no intent in what was said (hermes/nlu/intentNotRecognized)",
+                );
+                Err(self.reject(answer, None, failure))
+            }
+        }
+    }
+
+    fn known(&mut self) -> Known {
+        let answer = AnswerTo::from(self.hermes.envelope(&self.publish.payload));
+        let intent = match &self.kind {
+            Kind::Intent(name) => Some(name.clone()),
+            Kind::NotRecognized => None,
         };
-        let reply = self
-            .dispatcher
-            .handle_value(&nlu.site_id, Protocol::Hermes, request)
-            .await;
-        log_reply(&nlu.site_id, &nlu.intent_name, &reply);
-        (answer, reply)
+        self.remember(answer, intent.as_deref())
     }
 
-    fn not_recognized(&self, payload: &[u8]) -> (AnswerTo, Reply) {
-        let answer = AnswerTo::from(self.envelope(payload));
-        let failure = Failure::new(
-            Status::UnknownIntent,
-            "not_recognized",
-            "Rhasspy recognized no intent in what was said (hermes/nlu/intentNotRecognized)",
-        );
-        let reply = self.refusal(&answer, None, failure);
-        (answer, reply)
+    fn answer(self: Box<Self>, reply: Reply) -> Sending {
+        let site = self.answer.satellite();
+        log_reply(&site, self.intent.as_deref().unwrap_or_default(), &reply);
+        let message = self.hermes.answer_message(&self.answer, &reply);
+        let outbox = self.hermes.outbox.clone();
+        Box::pin(async move {
+            if let Some(message) = message {
+                outbox.send(message).await;
+            }
+        })
     }
+}
 
+impl Shared {
     /// The payload as JSON, or why not with what could be recovered.
-    fn read(&self, payload: &[u8]) -> Result<Value, Box<Unreadable>> {
+    fn read(&self, payload: &[u8]) -> Result<Value, Box<(Envelope, Failure)>> {
         let skim = || {
             if payload.len() <= SKIM_LIMIT {
                 Envelope::skim(payload)
@@ -221,11 +320,10 @@ impl Adapter {
             }
         };
         if payload.len() > self.max_payload {
-            return Err(Box::new(Unreadable(
+            return Err(Box::new((
                 skim(),
                 Failure::new(
-                    Status::Invalid,
-                    "payload_too_large",
+                    ErrorCode::PayloadTooLarge,
                     format!(
                         "the payload is {} bytes; the limit is {} (mqtt.max_payload)",
                         payload.len(),
@@ -235,11 +333,10 @@ impl Adapter {
             )));
         }
         let text = std::str::from_utf8(payload).map_err(|e| {
-            Box::new(Unreadable(
+            Box::new((
                 skim(),
                 Failure::new(
-                    Status::Invalid,
-                    "not_utf8",
+                    ErrorCode::NotUtf8,
                     format!(
                         "the payload is not UTF-8: invalid byte at offset {}",
                         e.valid_up_to()
@@ -248,13 +345,9 @@ impl Adapter {
             ))
         })?;
         serde_json::from_str(text).map_err(|e| {
-            Box::new(Unreadable(
+            Box::new((
                 Envelope::default(),
-                Failure::new(
-                    Status::Invalid,
-                    "not_json",
-                    format!("the payload is not JSON: {e}"),
-                ),
+                Failure::new(ErrorCode::NotJson, format!("the payload is not JSON: {e}")),
             ))
         })
     }
@@ -264,20 +357,6 @@ impl Adapter {
             Ok(value) => Envelope::of(&value),
             Err(unreadable) => unreadable.0,
         }
-    }
-
-    /// Audits a message that will not run, through the dispatcher's refusal path.
-    fn refusal(&self, answer: &AnswerTo, intent: Option<&str>, failure: Failure) -> Reply {
-        let satellite = answer.satellite();
-        let reply = self.dispatcher.refuse_known(
-            &satellite,
-            Protocol::Hermes,
-            answer.request_id.as_deref(),
-            intent,
-            failure,
-        );
-        log_reply(&satellite, intent.unwrap_or_default(), &reply);
-        reply
     }
 
     /// `endSession` when there is a session (always: a session is never
@@ -317,7 +396,7 @@ fn invalid(problem: Problem) -> Failure {
     };
     Failure {
         status: Status::Invalid,
-        code: problem.code.to_string(),
+        code: problem.code,
         message,
         details: if problem.pointer.is_empty() {
             Vec::new()
@@ -334,7 +413,7 @@ fn invalid(problem: Problem) -> Failure {
 fn log_reply(site_id: &str, intent: &str, reply: &Reply) {
     match &reply.error {
         None => tracing::debug!(site_id, id = ?reply.id, intent, "hermes: ok"),
-        Some(error) if error.code == "unknown_intent" => tracing::info!(
+        Some(error) if error.code == ErrorCode::UnknownIntent => tracing::info!(
             site_id,
             id = ?reply.id,
             intent,

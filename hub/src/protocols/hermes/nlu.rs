@@ -6,8 +6,11 @@
 //! and ignores the rest (`asrTokens`, `wakewordId`, `lang`, ...), since
 //! Rhasspy versions add fields.
 
+use hark_skill_sdk::ErrorCode;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+
+use crate::request::kind_of;
 
 /// Rhasspy's site id when a message names none.
 pub const DEFAULT_SITE: &str = "default";
@@ -17,13 +20,13 @@ pub const DEFAULT_SITE: &str = "default";
 /// payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub pointer: String,
     pub message: String,
 }
 
 impl Problem {
-    pub fn new(code: &'static str, pointer: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, pointer: impl Into<String>, message: impl Into<String>) -> Self {
         Problem {
             code,
             pointer: pointer.into(),
@@ -69,23 +72,12 @@ pub struct NluIntent {
     pub custom_data: Value,
 }
 
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// `None` for absent or `null`; the string; or a problem naming the type.
 fn optional_string(
     map: &Map<String, Value>,
     key: &str,
     pointer: &str,
-    code: &'static str,
+    code: ErrorCode,
 ) -> Result<Option<String>, Problem> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -102,7 +94,7 @@ impl NluIntent {
     pub fn from_value(value: &Value) -> Result<NluIntent, Problem> {
         let Value::Object(map) = value else {
             return Err(Problem::new(
-                "not_object",
+                ErrorCode::NotObject,
                 "",
                 format!("an NluIntent must be a JSON object, not {}", kind_of(value)),
             ));
@@ -110,7 +102,7 @@ impl NluIntent {
         let intent = match map.get("intent") {
             None | Some(Value::Null) => {
                 return Err(Problem::new(
-                    "missing_intent",
+                    ErrorCode::MissingIntent,
                     "/intent",
                     "is required (an object with intentName)",
                 ));
@@ -118,45 +110,49 @@ impl NluIntent {
             Some(Value::Object(intent)) => intent,
             Some(other) => {
                 return Err(Problem::new(
-                    "bad_intent",
+                    ErrorCode::BadIntent,
                     "/intent",
                     format!("must be an object with intentName, not {}", kind_of(other)),
                 ));
             }
         };
-        let intent_name =
-            match optional_string(intent, "intentName", "/intent/intentName", "bad_intent")? {
-                Some(name) if !name.is_empty() => name,
-                Some(_) => {
-                    return Err(Problem::new(
-                        "bad_intent",
-                        "/intent/intentName",
-                        "must not be empty",
-                    ));
-                }
-                None => {
-                    return Err(Problem::new(
-                        "missing_intent",
-                        "/intent/intentName",
-                        "is required",
-                    ));
-                }
-            };
+        let intent_name = match optional_string(
+            intent,
+            "intentName",
+            "/intent/intentName",
+            ErrorCode::BadIntent,
+        )? {
+            Some(name) if !name.is_empty() => name,
+            Some(_) => {
+                return Err(Problem::new(
+                    ErrorCode::BadIntent,
+                    "/intent/intentName",
+                    "must not be empty",
+                ));
+            }
+            None => {
+                return Err(Problem::new(
+                    ErrorCode::MissingIntent,
+                    "/intent/intentName",
+                    "is required",
+                ));
+            }
+        };
         let confidence_score = match intent.get("confidenceScore") {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) => n.as_f64(),
             Some(other) => {
                 return Err(Problem::new(
-                    "bad_confidence",
+                    ErrorCode::BadConfidence,
                     "/intent/confidenceScore",
                     format!("must be a number, not {}", kind_of(other)),
                 ));
             }
         };
-        let input = optional_string(map, "input", "/input", "bad_text")?;
-        let site_id = optional_string(map, "siteId", "/siteId", "bad_satellite")?
+        let input = optional_string(map, "input", "/input", ErrorCode::BadText)?;
+        let site_id = optional_string(map, "siteId", "/siteId", ErrorCode::BadSatellite)?
             .unwrap_or_else(|| DEFAULT_SITE.to_string());
-        let session_id = optional_string(map, "sessionId", "/sessionId", "bad_id")?;
+        let session_id = optional_string(map, "sessionId", "/sessionId", ErrorCode::BadId)?;
         let slots = match map.get("slots") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items
@@ -166,7 +162,7 @@ impl NluIntent {
                 .collect::<Result<_, _>>()?,
             Some(other) => {
                 return Err(Problem::new(
-                    "bad_args",
+                    ErrorCode::BadArgs,
                     "/slots",
                     format!("must be an array of slots, not {}", kind_of(other)),
                 ));
@@ -214,26 +210,36 @@ fn decode_slot(i: usize, item: &Value) -> Result<Slot, Problem> {
     let at = format!("/slots/{i}");
     let Value::Object(slot) = item else {
         return Err(Problem::new(
-            "bad_args",
+            ErrorCode::BadArgs,
             &at,
             format!("a slot must be an object, not {}", kind_of(item)),
         ));
     };
-    let entity = optional_string(slot, "entity", &format!("{at}/entity"), "bad_args")?;
-    let slot_name = optional_string(slot, "slotName", &format!("{at}/slotName"), "bad_args")?;
-    let raw_value = optional_string(slot, "rawValue", &format!("{at}/rawValue"), "bad_args")?;
+    let entity = optional_string(slot, "entity", &format!("{at}/entity"), ErrorCode::BadArgs)?;
+    let slot_name = optional_string(
+        slot,
+        "slotName",
+        &format!("{at}/slotName"),
+        ErrorCode::BadArgs,
+    )?;
+    let raw_value = optional_string(
+        slot,
+        "rawValue",
+        &format!("{at}/rawValue"),
+        ErrorCode::BadArgs,
+    )?;
     let value = match slot.get("value") {
         Some(Value::Object(value)) => value.clone(),
         None | Some(Value::Null) => {
             return Err(Problem::new(
-                "bad_args",
+                ErrorCode::BadArgs,
                 format!("{at}/value"),
                 "is required (an object with a value key)",
             ));
         }
         Some(other) => {
             return Err(Problem::new(
-                "bad_args",
+                ErrorCode::BadArgs,
                 format!("{at}/value"),
                 format!("must be an object with a value key, not {}", kind_of(other)),
             ));
@@ -247,7 +253,7 @@ fn decode_slot(i: usize, item: &Value) -> Result<Slot, Problem> {
     };
     if slot.name().is_empty() {
         return Err(Problem::new(
-            "bad_args",
+            ErrorCode::BadArgs,
             at,
             "a slot needs a slotName or an entity to name it",
         ));
@@ -448,7 +454,7 @@ mod tests {
         ] {
             let problem = decode(text).unwrap_err();
             assert_eq!(
-                (problem.code, problem.pointer.as_str()),
+                (problem.code.as_str(), problem.pointer.as_str()),
                 (code, pointer),
                 "{text}"
             );

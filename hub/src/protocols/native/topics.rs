@@ -34,10 +34,6 @@ impl Topics {
         }
     }
 
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
     /// The subscription that receives every satellite's intents.
     pub fn intent_filter(&self) -> String {
         format!("{}/intent/+", self.prefix)

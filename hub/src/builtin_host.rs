@@ -1,0 +1,171 @@
+//! The hub's side of the built-in skills' [`Host`] trait: each method is one
+//! function of the [effects layer](crate::effects), acting for the skill,
+//! satellite and protocol of one request. The effects layer asks the policy
+//! gate and audits a denial, exactly as for a WebAssembly skill.
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use hark_skills_builtin::{EffectError, ErrorCode, Host, PlaybackView, Stopped, Target, TimerView};
+
+use crate::effects::{Denial, Effects, Refused};
+use crate::timers::{StartError, Ticket, TimerStoreError, now_ms};
+
+/// What a person hears when the gate refuses one of a built-in's effects.
+const DENIED_SPEECH: &str = "Sorry, I'm not allowed to do that here.";
+
+/// The effects of one built-in request, seen through [`Host`].
+#[derive(Debug)]
+pub struct RequestHost {
+    effects: RefCell<Effects>,
+    /// The first effect the gate refused in this request.
+    denied: RefCell<Option<Denial>>,
+}
+
+/// What a built-in request left behind, once its skill has returned.
+#[derive(Debug)]
+pub struct Finished {
+    /// The newest timer change to wait for before replying.
+    pub ticket: Option<Ticket>,
+    /// The first effect the gate refused, if any (already audited).
+    pub denied: Option<Denial>,
+}
+
+impl RequestHost {
+    /// `effects` is [`Effects::for_builtin`] of the request.
+    pub fn new(effects: Effects) -> RequestHost {
+        RequestHost {
+            effects: RefCell::new(effects),
+            denied: RefCell::new(None),
+        }
+    }
+
+    /// The end of the request: the summary of denials not audited one by
+    /// one, the change to wait for, and the first denial.
+    pub fn finish(self) -> Finished {
+        let mut effects = self.effects.into_inner();
+        effects.finish();
+        Finished {
+            ticket: effects.ticket(),
+            denied: self.denied.into_inner(),
+        }
+    }
+
+    /// Checks that a built-in asks for its own request's satellite: the
+    /// effects act for that one only, whatever it passes.
+    fn check(&self, satellite: &str) {
+        debug_assert_eq!(
+            satellite,
+            self.effects.borrow().satellite(),
+            "a built-in acts for its request's satellite only"
+        );
+    }
+
+    /// Keeps the first denial, and turns it into the skill's error.
+    fn denial(&self, denial: Denial) -> EffectError {
+        let detail = format!("{} (rule {})", denial.reason, denial.rule);
+        self.denied.borrow_mut().get_or_insert(denial);
+        EffectError {
+            code: ErrorCode::Denied,
+            message: DENIED_SPEECH.to_string(),
+            detail: Some(detail),
+            pointer: None,
+        }
+    }
+
+    /// Keeps a denial whose effect has no error to answer with.
+    fn note(&self, refused: Refused<std::convert::Infallible>) {
+        let Refused::Denied(denial) = refused;
+        self.denial(denial);
+    }
+}
+
+fn storage(e: &TimerStoreError) -> EffectError {
+    EffectError {
+        code: ErrorCode::Storage,
+        message: "The timers could not be saved, so nothing was changed.".to_string(),
+        detail: Some(e.to_string()),
+        pointer: None,
+    }
+}
+
+impl Host for RequestHost {
+    fn start_timer(
+        &self,
+        satellite: &str,
+        label: Option<&str>,
+        duration: Duration,
+    ) -> Result<TimerView, EffectError> {
+        self.check(satellite);
+        let result = self.effects.borrow_mut().start_timer(label, duration);
+        match result {
+            Ok(timer) => Ok(timer.view(now_ms())),
+            Err(Refused::Denied(denial)) => Err(self.denial(denial)),
+            Err(Refused::Failed(StartError::Timer(e))) => Err(EffectError {
+                code: ErrorCode::TooManyTimers,
+                message: e.to_string(),
+                detail: None,
+                pointer: None,
+            }),
+            Err(Refused::Failed(StartError::Store(e))) => Err(storage(&e)),
+        }
+    }
+
+    fn timers(&self, satellite: &str) -> Vec<TimerView> {
+        self.check(satellite);
+        let result = self.effects.borrow_mut().timers();
+        result.unwrap_or_else(|refused| {
+            self.note(refused);
+            Vec::new()
+        })
+    }
+
+    fn cancel_timers(
+        &self,
+        satellite: &str,
+        ids: &[String],
+    ) -> Result<Vec<TimerView>, EffectError> {
+        self.check(satellite);
+        let result = self.effects.borrow_mut().cancel_timers(ids);
+        match result {
+            Ok(gone) => {
+                let now = now_ms();
+                Ok(gone.iter().map(|t| t.view(now)).collect())
+            }
+            Err(Refused::Denied(denial)) => Err(self.denial(denial)),
+            Err(Refused::Failed(e)) => Err(storage(&e)),
+        }
+    }
+
+    fn play(
+        &self,
+        satellite: &str,
+        sound: &str,
+        target: Target,
+        volume: f32,
+    ) -> Result<PlaybackView, EffectError> {
+        self.check(satellite);
+        let result = self.effects.borrow_mut().play(sound, target, volume);
+        match result {
+            Ok(view) => Ok(view),
+            Err(Refused::Denied(denial)) => Err(self.denial(denial)),
+            Err(Refused::Failed(e)) => Err(e),
+        }
+    }
+
+    fn stop_activity(&self, satellite: &str, request_id: &str) -> Stopped {
+        self.check(satellite);
+        let mut effects = self.effects.borrow_mut();
+        debug_assert_eq!(request_id, effects.request_id());
+        let playbacks = effects.stop_playback();
+        let calls = effects.stop_calls();
+        drop(effects);
+        Stopped {
+            playbacks: playbacks.unwrap_or_else(|refused| {
+                self.note(refused);
+                0
+            }),
+            calls,
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! Home Assistant's Wyoming protocol, end to end: the real `wyoming` library
+//! (PyPI, in `target/hermes-venv`; make it with `scripts/hermes-venv.sh`)
+//! connects to the hub's Wyoming listener as Home Assistant does, builds the
+//! events it sends and reads what the hub answers. Every request goes
+//! through the same policy gate and audit log as the native protocol; bad
+//! events are refused with an `error`, audited, and leave the hub serving.
+
+use std::time::{Duration, Instant};
+
+use hark_tests::wyoming::HomeAssistant;
+use hark_tests::{Hub, PATIENCE, Setup, TempDir, audit_records, free_port};
+use serde_json::{Value, json};
+
+/// Runs `scenario` against a fresh hub listening for Wyoming on a free
+/// port, `extra` added to its `[wyoming]` section.
+fn with_hub(name: &str, extra: &str, scenario: impl FnOnce(&Hub, &mut HomeAssistant)) {
+    let port = free_port();
+    let dir = TempDir::new(name);
+    let hub = Hub::start_with(
+        dir.path(),
+        &Setup {
+            tables: format!(
+                "[wyoming]\nlisten = \"127.0.0.1:{port}\"\n{extra}\n[wyoming.intents]\n\
+                 HassStartTimer = \"timer.set\"\nHassCancelAllTimers = \"system.cancel\"\n"
+            ),
+            ..Setup::default()
+        },
+    );
+    let mut ha = HomeAssistant::start(port);
+    scenario(&hub, &mut ha);
+    drop(ha);
+    hub.stop().unwrap();
+}
+
+/// The first audit record `wanted` picks, waiting for it.
+fn audited(hub: &Hub, wanted: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(record) = audit_records(&hub.audit_path()).into_iter().find(&wanted) {
+            return record;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no such audit record within {PATIENCE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn entity(name: &str, value: Value) -> Value {
+    json!({"name": name, "value": value})
+}
+
+#[test]
+fn describe_is_answered_with_info_advertising_a_handle_service_and_its_intents() {
+    with_hub("wyoming-describe", "", |_, ha| {
+        ha.connect("a");
+        let info = ha.describe("a");
+        assert_eq!(info["type"], "info", "{info}");
+        assert_eq!(
+            (info["asr"].clone(), info["tts"].clone()),
+            (json!(0), json!(0))
+        );
+        let handle = info["handle"].as_array().unwrap();
+        assert_eq!(handle.len(), 1, "{info}");
+        assert_eq!(handle[0]["name"], "hark");
+        assert_eq!(handle[0]["installed"], true);
+        let models: Vec<&str> = handle[0]["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap())
+            .collect();
+        for wanted in [
+            "HassStartTimer",
+            "HassCancelAllTimers",
+            "timer.set",
+            "system.cancel",
+            "audio.play",
+        ] {
+            assert!(
+                models.contains(&wanted),
+                "{wanted} not advertised: {models:?}"
+            );
+        }
+        // Text instead of an intent: Hark has no recognizer of its own.
+        assert_eq!(
+            ha.event("a", "transcript", json!({"text": "set a timer"})),
+            json!({"type": "not-handled", "text": "Sorry, I didn't understand that."})
+        );
+        assert_eq!(
+            ha.event("a", "ping", json!({"text": "hi"})),
+            json!({"type": "pong", "data": {"text": "hi"}})
+        );
+    });
+}
+
+#[test]
+fn an_intent_is_handled_through_the_policy_gate_and_audited() {
+    with_hub("wyoming-timer", "", |hub, ha| {
+        ha.connect("a");
+        let answer = ha.intent(
+            "a",
+            "HassStartTimer",
+            json!([entity("minutes", json!(5)), entity("label", json!("pasta"))]),
+            json!({"satellite_id": "kitchen"}),
+        );
+        assert_eq!(
+            answer,
+            json!({"type": "handled", "text": "Pasta timer set for 5 minutes."})
+        );
+        let record = audited(hub, |r| {
+            r["kind"] == "request" && r["intent"] == "timer.set"
+        });
+        assert_eq!(record["satellite"], "kitchen");
+        assert_eq!(record["status"], "ok");
+        assert_eq!(record["decision"], "allow");
+        assert_eq!(record["message"], "via wyoming");
+        assert!(
+            record["request_id"]
+                .as_str()
+                .unwrap()
+                .starts_with("wyoming-"),
+            "{record}"
+        );
+        assert_eq!(
+            record["args"],
+            json!({"duration": "<redacted>", "label": "<redacted>"})
+        );
+
+        // Timers belong to their satellite: without a context, the peer's
+        // address names it, and it has none to cancel.
+        let other = ha.intent(
+            "a",
+            "HassCancelAllTimers",
+            json!([entity("target", json!("timers"))]),
+            Value::Null,
+        );
+        assert_eq!(
+            other,
+            json!({"type": "handled", "text": "You have no timers to cancel."})
+        );
+        let record = audited(hub, |r| r["intent"] == "system.cancel");
+        assert_eq!(record["satellite"], "wyoming-127-0-0-1");
+        let mine = ha.intent(
+            "a",
+            "HassCancelAllTimers",
+            json!([entity("target", json!("timers"))]),
+            json!({"satellite_id": "kitchen"}),
+        );
+        assert_eq!(mine["text"], "Cancelled your pasta timer.", "{mine}");
+    });
+}
+
+#[test]
+fn the_listener_satellite_names_every_request_on_it() {
+    with_hub("wyoming-fixed", "satellite = \"den\"", |hub, ha| {
+        ha.connect("a");
+        let answer = ha.intent(
+            "a",
+            "HassStartTimer",
+            json!([entity("duration", json!("3 minutes"))]),
+            json!({"satellite_id": "kitchen"}),
+        );
+        assert_eq!(answer["type"], "handled", "{answer}");
+        let record = audited(hub, |r| r["intent"] == "timer.set");
+        assert_eq!(
+            record["satellite"], "den",
+            "the context cannot override the listener"
+        );
+    });
+}
+
+#[test]
+fn an_unknown_intent_is_not_handled_saying_so_and_audited() {
+    with_hub("wyoming-unknown", "", |hub, ha| {
+        ha.connect("a");
+        let answer = ha.intent(
+            "a",
+            "HassGetWeather",
+            json!([]),
+            json!({"satellite_id": "kitchen"}),
+        );
+        assert_eq!(
+            answer,
+            json!({"type": "not-handled", "text": "Sorry, I can't handle hass get weather yet."})
+        );
+        let record = audited(hub, |r| r["intent"] == "HassGetWeather");
+        assert_eq!(record["status"], "unknown_intent");
+        assert_eq!(record["code"], "unknown_intent");
+        assert_eq!(record["satellite"], "kitchen");
+        // A schema failure is not-handled too, with the slot named.
+        let bad = ha.intent(
+            "a",
+            "HassStartTimer",
+            json!([entity("label", json!("tea"))]),
+            json!({"satellite_id": "kitchen"}),
+        );
+        assert_eq!(
+            bad,
+            json!({"type": "not-handled", "text": "Sorry, I need the duration for that."})
+        );
+    });
+}
+
+#[test]
+fn bad_events_are_refused_with_a_clear_error_audited_and_the_hub_serves_on() {
+    with_hub("wyoming-bad", "", |hub, ha| {
+        ha.connect("bad");
+        ha.connect("other");
+
+        let not_json = ha.raw("bad", b"this is not an event\n");
+        assert_eq!(not_json["type"], "error", "{not_json}");
+        assert_eq!(not_json["code"], "not_json");
+        assert!(
+            not_json["text"].as_str().unwrap().contains("not JSON"),
+            "{not_json}"
+        );
+        let record = audited(hub, |r| r["code"] == "not_json");
+        assert_eq!(record["status"], "invalid");
+        assert_eq!(record["satellite"], "wyoming-127-0-0-1");
+        assert_eq!(
+            record["message"].as_str().map(|m| m.contains("not JSON")),
+            Some(true),
+            "{record}"
+        );
+
+        // An intent without a name: refused at its pointer, audited.
+        let nameless = ha.event("bad", "intent", json!({"entities": []}));
+        assert_eq!(nameless["type"], "error", "{nameless}");
+        assert_eq!(nameless["code"], "missing_intent");
+        assert!(
+            nameless["text"].as_str().unwrap().starts_with("/name: "),
+            "{nameless}"
+        );
+        audited(hub, |r| r["code"] == "missing_intent");
+
+        // A header line far over the limit: refused, skipped, still in step.
+        let mut huge = format!(
+            "{{\"type\":\"intent\",\"data\":{{\"name\":\"{}\"}}}}",
+            "x".repeat(100_000)
+        )
+        .into_bytes();
+        huge.push(b'\n');
+        let oversized = ha.raw("bad", &huge);
+        assert_eq!(oversized["type"], "error", "{oversized}");
+        assert_eq!(oversized["code"], "payload_too_large");
+        audited(hub, |r| r["code"] == "payload_too_large");
+
+        // The same connection, and another, are served as before.
+        assert_eq!(ha.describe("bad")["type"], "info");
+        let answer = ha.intent(
+            "other",
+            "HassStartTimer",
+            json!([entity("duration", json!("2 minutes"))]),
+            json!({"satellite_id": "hall"}),
+        );
+        assert_eq!(
+            answer,
+            json!({"type": "handled", "text": "Timer set for 2 minutes."})
+        );
+        ha.close("bad");
+        ha.close("other");
+    });
+}
+
+#[test]
+fn connections_past_the_limit_are_told_busy_and_the_open_ones_served() {
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpStream;
+    with_hub("wyoming-limit", "", |_, ha| {
+        ha.connect("first");
+        let port = ha.port();
+        // The peer holds one; fill the rest with idle sockets.
+        let idle: Vec<TcpStream> = (1..hark_hub::protocols::wyoming::MAX_CONNECTIONS)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        let extra = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        extra.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut line = String::new();
+        BufReader::new(&extra).read_line(&mut line).unwrap();
+        let header: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(header["type"], "error", "{line}");
+        assert_eq!(ha.describe("first")["type"], "info");
+        drop(idle);
+    });
+}
