@@ -167,6 +167,13 @@ error_codes! {
     /// A skill found an argument that passed the schema unusable.
     BadArg = "bad_arg" => Invalid,
     TooManyTimers = "too_many_timers" => Error,
+    /// Several timers could be meant; the speech asks which ("Which timer:
+    /// pasta or tea?").
+    AmbiguousTimer = "ambiguous_timer" => Invalid,
+    /// The satellite has no timer of that label, or none at all.
+    NoTimer = "no_timer" => Invalid,
+    /// The timer is already as asked: pausing a paused one, resuming a running one.
+    TimerState = "timer_state" => Invalid,
     /// The timers could not be saved.
     Storage = "storage" => Error,
     SoundUnplayable = "sound_unplayable" => Error,
