@@ -76,6 +76,7 @@ fn full_table_benches(c: &mut Criterion) {
             label: Some(format!("label {n}")),
             total_ms: 3_600_000,
             due_ms: far + n,
+            paused_ms: None,
         };
         saved.timers.insert(timer.id.clone(), timer);
     }

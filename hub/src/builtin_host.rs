@@ -6,10 +6,13 @@
 use std::cell::RefCell;
 use std::time::Duration;
 
-use hark_skills_builtin::{EffectError, ErrorCode, Host, PlaybackView, Stopped, Target, TimerView};
+use hark_skills_builtin::duration::MAX_DURATION;
+use hark_skills_builtin::{
+    EffectError, ErrorCode, Host, PlaybackView, Stopped, Target, TimerChange, TimerView,
+};
 
-use crate::effects::{Denial, Effects, Refused};
-use crate::timers::{StartError, Ticket, TimerStoreError, now_ms};
+use crate::effects::{Denial, Effects, Refused, UpdateFailed};
+use crate::timers::{StartError, Ticket, TimerStoreError, Update, UpdateError, now_ms};
 
 /// What a person hears when the gate refuses one of a built-in's effects.
 const DENIED_SPEECH: &str = "Sorry, I'm not allowed to do that here.";
@@ -89,6 +92,36 @@ fn storage(e: &TimerStoreError) -> EffectError {
     }
 }
 
+fn refused_update(e: &UpdateError) -> EffectError {
+    let (code, message, pointer) = match e {
+        UpdateError::NotFound { .. } => (ErrorCode::NoTimer, "That timer has already ended.", None),
+        UpdateError::AlreadyPaused { .. } => {
+            (ErrorCode::TimerState, "That timer is already paused.", None)
+        }
+        UpdateError::NotPaused { .. } => (
+            ErrorCode::TimerState,
+            "That timer is already running.",
+            None,
+        ),
+        UpdateError::WouldEnd { .. } => (
+            ErrorCode::BadArg,
+            "That timer has less time left than that.",
+            Some("/duration"),
+        ),
+        UpdateError::TooLong { .. } => (
+            ErrorCode::BadArg,
+            "That would make the timer longer than a timer can be.",
+            Some("/duration"),
+        ),
+    };
+    EffectError {
+        code,
+        message: message.to_string(),
+        detail: Some(e.to_string()),
+        pointer,
+    }
+}
+
 impl Host for RequestHost {
     fn start_timer(
         &self,
@@ -134,6 +167,34 @@ impl Host for RequestHost {
             }
             Err(Refused::Denied(denial)) => Err(self.denial(denial)),
             Err(Refused::Failed(e)) => Err(storage(&e)),
+        }
+    }
+
+    fn update_timer(
+        &self,
+        satellite: &str,
+        id: &str,
+        change: TimerChange,
+    ) -> Result<TimerView, EffectError> {
+        self.check(satellite);
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        let update = match change {
+            TimerChange::Pause => Update::Pause,
+            TimerChange::Resume => Update::Resume,
+            TimerChange::Add(d) => Update::Shift(ms(d)),
+            TimerChange::Subtract(d) => Update::Shift(-ms(d)),
+        };
+        let result = self
+            .effects
+            .borrow_mut()
+            .update_timer(id, update, MAX_DURATION);
+        match result {
+            Ok(timer) => Ok(timer.view(now_ms())),
+            Err(Refused::Denied(denial)) => Err(self.denial(denial)),
+            Err(Refused::Failed(UpdateFailed::Store(e))) => Err(storage(&e)),
+            // The skill checks these first and words them better; the
+            // table has the last word when a change came in between.
+            Err(Refused::Failed(UpdateFailed::Timer(e))) => Err(refused_update(&e)),
         }
     }
 

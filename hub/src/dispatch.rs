@@ -467,6 +467,13 @@ fn skill_failure(e: BuiltinError) -> Failure {
                 speech: Some(message),
             }
         }
+        BuiltinError::Refused { code, message } => Failure {
+            status: code.status(),
+            code,
+            message: message.clone(),
+            details: Vec::new(),
+            speech: Some(message),
+        },
         BuiltinError::Failed {
             code,
             message,

@@ -143,6 +143,11 @@ pub trait Route: Send + Sync + std::fmt::Debug {
     /// are advisory.
     fn event(&self, event: &Event, outbox: &Outbox);
 
+    /// Shows `timers`, the satellite's whole list of timers (a JSON array,
+    /// empty when it has none), wherever this protocol keeps it; the native
+    /// protocol retains it on `<prefix>/timers/<sat>`. Most have no such place.
+    fn timers(&self, _satellite: &str, _timers: &Value, _outbox: &Outbox) {}
+
     fn satellite_sound(&self) -> SatelliteSound {
         SatelliteSound::ByName
     }
@@ -204,6 +209,22 @@ impl Outbox {
             Some(route) => route.event(&event, self),
             None => tracing::debug!(satellite = %event.satellite, protocol = %event.protocol,
                 event = event.kind(), "no route for this protocol; event not sent"),
+        }
+    }
+
+    /// Hands a satellite's current list of timers to every protocol's
+    /// route, whichever protocol set them: a dashboard watches a satellite,
+    /// not the protocol it speaks.
+    pub fn timers(&self, satellite: &str, timers: Value) {
+        let routes: Vec<Arc<dyn Route>> = self
+            .routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for route in routes {
+            route.timers(satellite, &timers, self);
         }
     }
 

@@ -286,6 +286,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let client_id = format!("{}-hub", config.mqtt.prefix.replace('/', "-"));
     let (client, eventloop) = mqtt::connect(&config.mqtt, &client_id, true, Some(will));
     let publisher = tokio::spawn(publish_outbox(client.clone(), outbox_rx));
+    // Every protocol has its route now: each satellite's retained list of
+    // timers is made current (timers may have come due while the hub was down).
+    timers.announce_all();
     let timer_task = tokio::spawn(timers.clone().run());
     let audit_task = tokio::spawn({
         let dispatcher = dispatcher.clone();

@@ -474,7 +474,21 @@ mod tests {
     fn builtins_are_registered_and_enabled_in_paranoid() {
         let registry = builtins(&Config::defaults()).unwrap();
         let names: Vec<&str> = registry.iter().map(|s| s.name()).collect();
-        assert_eq!(names, ["audio.play", "system.cancel", "timer.set"]);
+        assert_eq!(
+            names,
+            [
+                "audio.play",
+                "system.cancel",
+                "timer.add",
+                "timer.cancel",
+                "timer.list",
+                "timer.pause",
+                "timer.resume",
+                "timer.set",
+                "timer.status",
+                "timer.subtract"
+            ]
+        );
         assert!(registry.iter().all(|s| s.enabled()));
     }
 }

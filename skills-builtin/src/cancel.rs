@@ -7,7 +7,8 @@
 
 use serde_json::json;
 
-use crate::{BuiltinError, BuiltinSkill, Host, Intent, SkillReply, TimerView, join_words};
+use crate::timer::cancel::{cancel_all, cancel_one, ids_of};
+use crate::{BuiltinError, BuiltinSkill, Host, Intent, SkillReply};
 
 #[derive(Debug)]
 pub struct SystemCancel;
@@ -33,8 +34,9 @@ impl BuiltinSkill for SystemCancel {
             .and_then(|v| v.as_str())
             .unwrap_or(default_target);
         match target {
-            "timers" => cancel_all_timers(host, sat),
-            "timer" => cancel_one_timer(host, sat, label),
+            // The same as `timer.cancel` with `all`, and without.
+            "timers" => cancel_all(host, sat),
+            "timer" => cancel_one(host, sat, label, None),
             "all" => {
                 let stopped = host.stop_activity(sat, &intent.id);
                 let timers = host.timers(sat);
@@ -76,82 +78,12 @@ impl BuiltinSkill for SystemCancel {
     }
 }
 
-fn cancel_all_timers(host: &dyn Host, sat: &str) -> Result<SkillReply, BuiltinError> {
-    let ids: Vec<String> = host.timers(sat).into_iter().map(|t| t.id).collect();
-    let cancelled = host.cancel_timers(sat, &ids)?;
-    let speech = match cancelled.len() {
-        0 => "You have no timers to cancel.".to_string(),
-        1 => format!("Cancelled your {}.", timer_name(&cancelled[0])),
-        n => format!("Cancelled {}.", count_timers(n)),
-    };
-    Ok(SkillReply::speech(speech).with_data(json!({"timers": ids_of(&cancelled)})))
-}
-
-fn cancel_one_timer(
-    host: &dyn Host,
-    sat: &str,
-    label: Option<&str>,
-) -> Result<SkillReply, BuiltinError> {
-    let timers = host.timers(sat);
-    let chosen: Vec<&TimerView> = match label {
-        Some(label) => timers
-            .iter()
-            .filter(|t| {
-                t.label
-                    .as_deref()
-                    .is_some_and(|l| l.eq_ignore_ascii_case(label))
-            })
-            .collect(),
-        None if timers.len() <= 1 => timers.iter().collect(),
-        None => {
-            let labels: Vec<String> = timers.iter().map(timer_name).collect();
-            return Err(BuiltinError::invalid(
-                "/label",
-                format!(
-                    "Which timer? You have {}: the {}.",
-                    count_timers(timers.len()),
-                    join_words(&labels)
-                ),
-            ));
-        }
-    };
-    if chosen.is_empty() {
-        let speech = match label {
-            Some(label) => format!("There's no {label} timer."),
-            None => "You have no timers to cancel.".to_string(),
-        };
-        return Ok(SkillReply::speech(speech).with_data(json!({"timers": []})));
-    }
-    let ids: Vec<String> = chosen.iter().map(|t| t.id.clone()).collect();
-    let cancelled = host.cancel_timers(sat, &ids)?;
-    let speech = match cancelled.as_slice() {
-        [one] => format!("Cancelled the {}.", timer_name(one)),
-        many => format!(
-            "Cancelled {} {} timers.",
-            many.len(),
-            label.unwrap_or_default()
-        ),
-    };
-    Ok(SkillReply::speech(speech).with_data(json!({"timers": ids_of(&cancelled)})))
-}
-
-fn timer_name(t: &TimerView) -> String {
-    match &t.label {
-        Some(label) => format!("{label} timer"),
-        None => format!("timer for {}", crate::duration::speak_duration(t.total)),
-    }
-}
-
 fn count_timers(n: usize) -> String {
     if n == 1 {
         "1 timer".to_string()
     } else {
         format!("{n} timers")
     }
-}
-
-fn ids_of(timers: &[TimerView]) -> Vec<&str> {
-    timers.iter().map(|t| t.id.as_str()).collect()
 }
 
 #[cfg(test)]
@@ -246,8 +178,11 @@ mod tests {
             .handle(&intent("system.cancel", json!({"target": "timer"})), &host)
             .unwrap_err();
         assert_eq!(
-            err.message(),
-            "Which timer? You have 2 timers: the pasta timer and eggs timer."
+            err,
+            BuiltinError::Refused {
+                code: crate::ErrorCode::AmbiguousTimer,
+                message: "Which timer: pasta or eggs?".into()
+            }
         );
         let host = host_with_timers(&[None]);
         assert_eq!(

@@ -8,7 +8,10 @@
 //!
 //! Layout:
 //! - [`duration`] — spoken and written durations, both ways
-//! - [`timer`] — `timer.set`
+//! - [`timer`] — `timer.set`, and under it the rest of the timer vocabulary
+//!   (`timer.status`, `timer.list`, `timer.pause`, `timer.resume`,
+//!   `timer.add`, `timer.subtract`, `timer.cancel`) and the rule for which
+//!   timer a request means
 //! - [`cancel`] — `system.cancel`
 //! - [`audio`] — `audio.play`
 
@@ -27,7 +30,27 @@ pub struct TimerView {
     pub id: String,
     pub label: Option<String>,
     pub total: Duration,
+    /// Frozen while paused.
     pub remaining: Duration,
+    pub paused: bool,
+}
+
+impl TimerView {
+    /// `running` or `paused`, as data and events say it.
+    pub fn state(&self) -> &'static str {
+        if self.paused { "paused" } else { "running" }
+    }
+}
+
+/// What [`Host::update_timer`] does to a timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerChange {
+    Pause,
+    Resume,
+    /// Adds to the time left (and to the total).
+    Add(Duration),
+    /// Takes off the time left (and the total); at least a second must stay.
+    Subtract(Duration),
 }
 
 /// Where a sound plays.
@@ -92,6 +115,15 @@ pub trait Host {
     /// Cancels the given timers of this satellite; returns those it cancelled.
     fn cancel_timers(&self, satellite: &str, ids: &[String])
     -> Result<Vec<TimerView>, EffectError>;
+    /// Pauses, resumes or shifts the satellite's timer `id`; returns it as it
+    /// is now. A change that cannot be made (pausing a paused timer, taking
+    /// off more than is left) changes nothing and says why.
+    fn update_timer(
+        &self,
+        satellite: &str,
+        id: &str,
+        change: TimerChange,
+    ) -> Result<TimerView, EffectError>;
     fn play(
         &self,
         satellite: &str,
@@ -110,6 +142,10 @@ pub trait Host {
 pub enum BuiltinError {
     /// An argument passed the schema but means nothing usable ("5 blorps").
     Invalid { pointer: String, message: String },
+    /// The request cannot be done as asked, for a reason the person should
+    /// hear or a question they should answer ("Which timer: pasta or tea?"):
+    /// the code's status (`invalid`), with `message` as the speech.
+    Refused { code: ErrorCode, message: String },
     /// The skill could not do it (too many timers, a broken sound file).
     /// `message` can be said aloud; `detail`, when present, is the full
     /// story for `error.message`.
@@ -130,7 +166,9 @@ impl BuiltinError {
 
     pub fn message(&self) -> &str {
         match self {
-            BuiltinError::Invalid { message, .. } | BuiltinError::Failed { message, .. } => message,
+            BuiltinError::Invalid { message, .. }
+            | BuiltinError::Refused { message, .. }
+            | BuiltinError::Failed { message, .. } => message,
         }
     }
 }
@@ -140,6 +178,10 @@ impl From<EffectError> for BuiltinError {
         match e.pointer {
             Some(pointer) => BuiltinError::Invalid {
                 pointer: pointer.to_string(),
+                message: e.message,
+            },
+            None if e.code.status() == hark_skill_sdk::Status::Invalid => BuiltinError::Refused {
+                code: e.code,
                 message: e.message,
             },
             None => BuiltinError::Failed {
@@ -162,6 +204,13 @@ pub trait BuiltinSkill: Send + Sync {
 pub fn all() -> Vec<Box<dyn BuiltinSkill>> {
     vec![
         Box::new(timer::TimerSet),
+        Box::new(timer::status::TimerStatus),
+        Box::new(timer::status::TimerList),
+        Box::new(timer::change::TimerPause),
+        Box::new(timer::change::TimerResume),
+        Box::new(timer::change::TimerAdd),
+        Box::new(timer::change::TimerSubtract),
+        Box::new(timer::cancel::TimerCancel),
         Box::new(cancel::SystemCancel),
         Box::new(audio::AudioPlay),
     ]
@@ -176,12 +225,12 @@ pub(crate) fn capitalize(s: &str) -> String {
     }
 }
 
-/// "a", "a and b", "a, b and c".
-pub(crate) fn join_words(items: &[String]) -> String {
+/// "a", "a or b", "a, b or c".
+pub(crate) fn join_or(items: &[String]) -> String {
     match items {
         [] => String::new(),
         [one] => one.clone(),
-        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
     }
 }
 
@@ -212,6 +261,7 @@ pub(crate) mod testing {
                 label: label.map(str::to_string),
                 total: duration,
                 remaining: duration,
+                paused: false,
             };
             timers.push((satellite.to_string(), view.clone()));
             Ok(view)
@@ -238,6 +288,48 @@ pub(crate) mod testing {
                 .into_iter()
                 .map(|(_, t): (String, TimerView)| t)
                 .collect())
+        }
+        fn update_timer(
+            &self,
+            satellite: &str,
+            id: &str,
+            change: TimerChange,
+        ) -> Result<TimerView, EffectError> {
+            let refuse = |code, message: &str| EffectError {
+                code,
+                message: message.to_string(),
+                detail: None,
+                pointer: None,
+            };
+            let mut timers = self.timers.borrow_mut();
+            let Some((_, t)) = timers
+                .iter_mut()
+                .find(|(s, t)| s == satellite && t.id == id)
+            else {
+                return Err(refuse(ErrorCode::NoTimer, "no such timer"));
+            };
+            match change {
+                TimerChange::Pause if t.paused => {
+                    return Err(refuse(ErrorCode::TimerState, "already paused"));
+                }
+                TimerChange::Resume if !t.paused => {
+                    return Err(refuse(ErrorCode::TimerState, "already running"));
+                }
+                TimerChange::Pause => t.paused = true,
+                TimerChange::Resume => t.paused = false,
+                TimerChange::Add(d) => {
+                    t.remaining += d;
+                    t.total += d;
+                }
+                TimerChange::Subtract(d) => {
+                    if t.remaining < d + Duration::from_secs(1) {
+                        return Err(refuse(ErrorCode::BadArg, "too much"));
+                    }
+                    t.remaining -= d;
+                    t.total = t.total.saturating_sub(d).max(t.remaining);
+                }
+            }
+            Ok(t.clone())
         }
         fn play(
             &self,
@@ -303,10 +395,10 @@ mod tests {
 
     #[test]
     fn words_join_like_speech() {
-        let w = |v: &[&str]| join_words(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let w = |v: &[&str]| join_or(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert_eq!(w(&[]), "");
         assert_eq!(w(&["pasta"]), "pasta");
-        assert_eq!(w(&["pasta", "eggs"]), "pasta and eggs");
-        assert_eq!(w(&["pasta", "eggs", "tea"]), "pasta, eggs and tea");
+        assert_eq!(w(&["pasta", "eggs"]), "pasta or eggs");
+        assert_eq!(w(&["pasta", "eggs", "tea"]), "pasta, eggs or tea");
     }
 }

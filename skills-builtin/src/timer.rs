@@ -1,6 +1,20 @@
-//! `timer.set`: start a countdown on the asking satellite.
+//! `timer.set`: start a countdown on the asking satellite; the rest of the
+//! timer vocabulary lives beside it.
+//!
+//! Layout:
+//! - this file: `timer.set`
+//! - `pick` — which timer a request means, and how timers are named and
+//!   described in speech and data
+//! - [`status`] — `timer.status`, `timer.list`
+//! - [`change`] — `timer.pause`, `timer.resume`, `timer.add`, `timer.subtract`
+//! - [`cancel`] — `timer.cancel` (and `system.cancel`'s timer targets)
 
 use serde_json::json;
+
+pub mod cancel;
+pub mod change;
+pub(crate) mod pick;
+pub mod status;
 
 use crate::duration::{parse_duration, speak_duration};
 use crate::{BuiltinError, BuiltinSkill, Host, Intent, SkillReply, capitalize};

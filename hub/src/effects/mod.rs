@@ -35,7 +35,9 @@ use crate::inflight::InFlight;
 use crate::playback::PlaybackService;
 use crate::policy::{self, Action, SkillInfo, Tier};
 use crate::protocols::native::Topics;
-use crate::timers::{StartError, Ticket, Timer, TimerService, TimerStoreError};
+use crate::timers::{
+    StartError, Ticket, Timer, TimerService, TimerStoreError, Update, UpdateError,
+};
 
 pub(crate) mod kv;
 pub(crate) mod secrets;
@@ -108,6 +110,15 @@ impl<E> From<Denial> for Refused<E> {
     fn from(denial: Denial) -> Refused<E> {
         Refused::Denied(denial)
     }
+}
+
+/// Why a timer was not paused, resumed or shifted.
+#[derive(Debug)]
+pub enum UpdateFailed {
+    /// The table refused it; nothing changed.
+    Timer(UpdateError),
+    /// It could not be written, and was undone.
+    Store(TimerStoreError),
 }
 
 /// Why a message was not published.
@@ -245,10 +256,39 @@ impl Effects {
         Ok(timer)
     }
 
-    /// The satellite's timers, soonest first (`timer`).
+    /// The satellite's timers, soonest first (`timer`). A built-in's reply
+    /// waits for changes still on their way to the disk, so it never
+    /// speaks of a timer a crash could lose.
     pub fn timers(&mut self) -> Result<Vec<TimerView>, Refused<Infallible>> {
         self.allow(&Permission::Timer)?;
-        Ok(self.env.services.timers.of_satellite(&self.satellite))
+        let timers = &self.env.services.timers;
+        let list = timers.of_satellite(&self.satellite);
+        if self.durability == Durability::Ticket {
+            self.ticket = self.ticket.max(timers.pending());
+        }
+        Ok(list)
+    }
+
+    /// Pauses, resumes or shifts the satellite's timer `id` (`timer`),
+    /// keeping it at most `max` long; another satellite's timer is never
+    /// touched (it is not found).
+    pub fn update_timer(
+        &mut self,
+        id: &str,
+        update: Update,
+        max: Duration,
+    ) -> Result<Timer, Refused<UpdateFailed>> {
+        self.allow(&Permission::Timer)?;
+        let max_ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
+        let (timer, ticket) = self
+            .env
+            .services
+            .timers
+            .begin_update(&self.satellite, id, update, max_ms)
+            .map_err(|e| Refused::Failed(UpdateFailed::Timer(e)))?;
+        self.settle(ticket)
+            .map_err(|e| Refused::Failed(UpdateFailed::Store(e)))?;
+        Ok(timer)
     }
 
     /// Cancels the satellite's timers among `ids`; returns those it

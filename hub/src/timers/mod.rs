@@ -9,8 +9,10 @@
 //! fsync when they come together; whoever made the change waits for that
 //! ([`Ticket`]) before answering, so every timer a reply speaks of is on
 //! disk, and no change costs the hub's loop a disk write. Events about a
-//! change (`timer_started`, `timer_cancelled`) go out once it is on disk; a
-//! change that cannot be written is undone and its request told so.
+//! change (`timer_started`, `timer_updated`, `timer_cancelled`) go out once
+//! it is on disk, and with them the satellite's whole list of timers
+//! ([`Outbox::timers`], retained on `hark/timers/<sat>`); a change that
+//! cannot be written is undone and its request told so.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -29,7 +31,7 @@ pub(crate) mod store;
 pub(crate) mod table;
 
 pub use store::TimerStoreError;
-pub use table::{Saved, Timer, TimerError, TimerLimits, TimerTable};
+pub use table::{Saved, Timer, TimerError, TimerLimits, TimerTable, Update, UpdateError};
 
 use store::{Change, Files};
 
@@ -65,6 +67,11 @@ pub struct Ticket(u64);
 enum Done {
     Started(Timer),
     Cancelled(Timer),
+    /// A timer paused, resumed or shifted: as it was (to undo) and as it is.
+    Updated {
+        before: Timer,
+        after: Timer,
+    },
     /// A timer that rang and was forgotten: nothing to announce, nothing to
     /// undo (it may ring again after a restart, which beats never).
     Rang,
@@ -120,6 +127,27 @@ impl Inner {
         drop(queue);
         self.work.notify_one();
         ticket
+    }
+
+    /// Hands the current list of each of `satellites`' timers to the
+    /// outbox. The caller holds the table lock, so lists go out in the
+    /// order the table changed and a newer one is never overtaken.
+    fn publish_lists(&self, table: &TimerTable, satellites: &[String]) {
+        let now = now_ms();
+        let mut done: Vec<&str> = Vec::new();
+        for satellite in satellites {
+            if done.contains(&satellite.as_str()) {
+                continue;
+            }
+            done.push(satellite);
+            let list: Vec<serde_json::Value> = table
+                .of_satellite(satellite, now)
+                .into_iter()
+                .map(|t| timer_entry(t, now))
+                .collect();
+            self.outbox
+                .timers(satellite, serde_json::Value::Array(list));
+        }
     }
 
     fn outcome(&self, queue: &Queue, ticket: Ticket) -> Result<(), TimerStoreError> {
@@ -252,6 +280,47 @@ impl TimerService {
         (gone, ticket)
     }
 
+    /// Pauses, resumes or shifts the satellite's timer `id` in memory (at
+    /// most `max_ms` long in all) and queues that for the disk; await
+    /// [`TimerService::settled`] with the ticket before speaking of it.
+    pub fn begin_update(
+        &self,
+        satellite: &str,
+        id: &str,
+        update: Update,
+        max_ms: u64,
+    ) -> Result<(Timer, Ticket), UpdateError> {
+        let mut table = self.inner.table();
+        let (before, after) = table.update(satellite, id, update, now_ms(), max_ms)?;
+        let ticket = self.inner.push(
+            &Change::Set(after.clone()),
+            Done::Updated {
+                before,
+                after: after.clone(),
+            },
+        );
+        drop(table);
+        // The next timer to ring may have changed.
+        self.wake.notify_one();
+        Ok((after, ticket))
+    }
+
+    /// The newest change queued and not yet on disk, if any: a reply that
+    /// speaks of the timers waits for it, so it never speaks of one that a
+    /// crash could still lose.
+    pub fn pending(&self) -> Option<Ticket> {
+        let queue = self.inner.queue();
+        (queue.queued > queue.settled).then_some(Ticket(queue.queued))
+    }
+
+    /// Publishes every satellite's list of timers (retained, so a
+    /// dashboard sees them): at start, once the protocols have their routes.
+    pub fn announce_all(&self) {
+        let table = self.inner.table();
+        let satellites: Vec<String> = table.satellite_ids().map(str::to_string).collect();
+        self.inner.publish_lists(&table, &satellites);
+    }
+
     /// [`TimerService::begin_cancel`], then waits (blocking) until it is on disk.
     pub fn cancel(&self, satellite: &str, ids: &[String]) -> Result<Vec<Timer>, TimerStoreError> {
         let (gone, ticket) = self.begin_cancel(satellite, ids);
@@ -302,7 +371,7 @@ impl TimerService {
         let now = now_ms();
         self.inner
             .table()
-            .of_satellite(satellite)
+            .of_satellite(satellite, now)
             .into_iter()
             .map(|t| t.view(now))
             .collect()
@@ -369,6 +438,9 @@ impl TimerService {
         if table.remove(&timer.id).is_some() {
             self.inner
                 .push(&Change::Remove(timer.id.clone()), Done::Rang);
+            // It rang, on disk or not: the list says it is gone.
+            self.inner
+                .publish_lists(&table, std::slice::from_ref(&timer.satellite));
         }
     }
 }
@@ -405,18 +477,22 @@ fn write_changes(inner: &Inner, mut files: Files) {
                     tracing::info!("timer changes are written again");
                     failing = false;
                 }
+                let mut changed = Vec::new();
                 for done in done {
                     let (kind, timer) = match done {
                         Done::Started(timer) => ("timer_started", timer),
                         Done::Cancelled(timer) => ("timer_cancelled", timer),
+                        Done::Updated { after, .. } => ("timer_updated", after),
                         Done::Rang => continue,
                     };
+                    changed.push(timer.satellite.clone());
                     inner.outbox.event(Event::new(
                         &timer.satellite,
                         timer.protocol,
                         timer_event(kind, &timer, now_ms()),
                     ));
                 }
+                inner.publish_lists(&inner.table(), &changed);
                 inner.queue().settled = upto;
             }
             Err(e) => {
@@ -425,15 +501,23 @@ fn write_changes(inner: &Inner, mut files: Files) {
                     failing = true;
                 }
                 let mut table = inner.table();
+                let mut changed = Vec::new();
                 for done in done.into_iter().rev() {
                     match done {
                         Done::Started(timer) => {
                             table.remove(&timer.id);
+                            changed.push(timer.satellite);
                         }
                         Done::Cancelled(timer) => table.insert(timer),
+                        Done::Updated { before, .. } => {
+                            changed.push(before.satellite.clone());
+                            table.insert(before);
+                        }
                         Done::Rang => {}
                     }
                 }
+                // A list published meanwhile may have shown what is undone.
+                inner.publish_lists(&table, &changed);
                 drop(table);
                 let mut queue = inner.queue();
                 queue.failed.push_back((first, upto, e.to_string()));
@@ -465,20 +549,39 @@ pub enum StartError {
     Store(#[from] TimerStoreError),
 }
 
-/// The payload of a timer event (same facts as Wyoming's timer events).
+/// The payload of a timer event (same facts as Wyoming's timer events);
+/// `timer_updated` also says whether it now runs or is paused.
 pub fn timer_event(kind: &str, timer: &Timer, now: u64) -> serde_json::Value {
-    json!({
+    let mut event = json!({
         "event": kind,
         "timer_id": timer.id,
         "label": timer.label,
         "total_s": timer.total_ms.div_ceil(1000),
-        "remaining_s": timer.due_ms.saturating_sub(now).div_ceil(1000),
-        "speech": timer_speech(kind, timer),
+        "remaining_s": timer.remaining_ms(now).div_ceil(1000),
+        "speech": timer_speech(kind, timer, now),
+    });
+    if kind == "timer_updated" {
+        event["state"] = json!(timer.state());
+    }
+    event
+}
+
+/// One timer in the list of `hark/timers/<sat>`: as `timer.list` gives it,
+/// and when a running one ends (`ends_at_ms`, Unix milliseconds; `null`
+/// while paused), since a retained message is read later than it is sent.
+fn timer_entry(timer: &Timer, now: u64) -> serde_json::Value {
+    json!({
+        "id": timer.id,
+        "label": timer.label,
+        "total_s": timer.total_ms.div_ceil(1000),
+        "remaining_s": timer.remaining_ms(now).div_ceil(1000),
+        "state": timer.state(),
+        "ends_at_ms": (!timer.is_paused()).then_some(timer.due_ms),
     })
 }
 
 /// What a satellite can say about the event.
-fn timer_speech(kind: &str, timer: &Timer) -> String {
+fn timer_speech(kind: &str, timer: &Timer, now: u64) -> String {
     let name = match &timer.label {
         Some(label) => format!("{label} timer"),
         None => format!(
@@ -489,6 +592,11 @@ fn timer_speech(kind: &str, timer: &Timer) -> String {
     match kind {
         "timer_finished" => format!("Your {name} is done."),
         "timer_cancelled" => format!("Your {name} is cancelled."),
+        "timer_updated" if timer.is_paused() => format!("Your {name} is paused."),
+        "timer_updated" => format!(
+            "Your {name} has {} left.",
+            speak_duration(Duration::from_millis(timer.remaining_ms(now)))
+        ),
         _ => format!("Your {name} is running."),
     }
 }
@@ -514,6 +622,14 @@ mod tests {
                     retain: false,
                 },
             );
+        }
+        fn timers(&self, satellite: &str, timers: &serde_json::Value, outbox: &Outbox) {
+            let message = Message {
+                topic: format!("timers/{satellite}"),
+                payload: serde_json::to_vec(timers).unwrap(),
+                retain: true,
+            };
+            outbox.publish_event(satellite, message);
         }
     }
 
@@ -573,6 +689,10 @@ mod tests {
         }
         let mut announced = 0;
         while let Ok(message) = events.try_recv() {
+            if message.retain {
+                // The satellite's list of timers, published after each change.
+                continue;
+            }
             assert!(String::from_utf8_lossy(&message.payload).contains("timer_started"));
             announced += 1;
         }
@@ -587,6 +707,90 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    #[tokio::test]
+    async fn a_pause_is_announced_once_on_disk_and_survives_a_reopen_paused() {
+        let dir = std::env::temp_dir().join(format!("hark-timers-pause-{}", std::process::id()));
+        let (timers, mut out) = service(&dir);
+        let (pasta, ticket) = timers
+            .begin_start(
+                "kitchen",
+                Protocol::NATIVE,
+                Some("pasta"),
+                Duration::from_secs(600),
+            )
+            .unwrap();
+        timers.settled(ticket).await.unwrap();
+        let (paused, ticket) = timers
+            .begin_update("kitchen", &pasta.id, Update::Pause, u64::MAX)
+            .unwrap();
+        timers.settled(ticket).await.unwrap();
+        let mut messages = Vec::new();
+        while let Ok(m) = out.try_recv() {
+            let body: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+            messages.push((m.topic, m.retain, body));
+        }
+        let kinds: Vec<String> = messages
+            .iter()
+            .map(|(topic, _, body)| match body["event"].as_str() {
+                Some(kind) => kind.to_string(),
+                None => topic.clone(),
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "timer_started",
+                "timers/kitchen",
+                "timer_updated",
+                "timers/kitchen"
+            ],
+            "each change: its event, then the list"
+        );
+        let (_, retained, list) = &messages[3];
+        assert!(retained);
+        assert_eq!(list[0]["state"], "paused");
+        assert_eq!(list[0]["ends_at_ms"], serde_json::Value::Null);
+        assert_eq!(messages[2].2["state"], "paused");
+
+        let (_, ticket) = timers.begin_cancel("kitchen", std::slice::from_ref(&pasta.id));
+        timers.settled(ticket.unwrap()).await.unwrap();
+        let mut last = None;
+        while let Ok(m) = out.try_recv() {
+            if m.retain {
+                last = Some(m.payload);
+            }
+        }
+        assert_eq!(
+            last.as_deref(),
+            Some(&b"[]"[..]),
+            "an empty list when none are left"
+        );
+
+        // Put the paused one back, as a restart would find it.
+        let (p2, ticket) = timers
+            .begin_start(
+                "kitchen",
+                Protocol::NATIVE,
+                Some("tea"),
+                Duration::from_secs(300),
+            )
+            .unwrap();
+        timers.settled(ticket).await.unwrap();
+        let (p2, ticket) = timers
+            .begin_update("kitchen", &p2.id, Update::Pause, u64::MAX)
+            .unwrap();
+        timers.settled(ticket).await.unwrap();
+        drop(timers);
+        std::thread::sleep(Duration::from_millis(50));
+        let back = TimerTable::from(saved(&dir).unwrap());
+        let tea = back.get(&p2.id).unwrap();
+        assert_eq!(tea.paused_ms, p2.paused_ms, "the same time left");
+        assert!(tea.is_paused());
+        assert_eq!(back.next_due_ms(), None, "a paused timer is not due");
+        assert_eq!(paused.state(), "paused");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn events_carry_the_wyoming_facts() {
         let timer = Timer {
@@ -596,6 +800,7 @@ mod tests {
             label: Some("pasta".into()),
             total_ms: 300_000,
             due_ms: 400_000,
+            paused_ms: None,
         };
         let e = timer_event("timer_started", &timer, 100_000);
         assert_eq!(e["timer_id"], "t-3");

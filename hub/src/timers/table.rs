@@ -19,8 +19,13 @@ pub struct Timer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     pub total_ms: u64,
-    /// Unix time in milliseconds at which it rings.
+    /// Unix time in milliseconds at which it rings (while it runs).
     pub due_ms: u64,
+    /// Set while the timer is paused: the time it had left when paused,
+    /// frozen until it is resumed. Absent in files written before pausing
+    /// existed, which is right: those timers were running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_ms: Option<u64>,
 }
 
 impl Timer {
@@ -29,9 +34,40 @@ impl Timer {
             id: self.id.clone(),
             label: self.label.clone(),
             total: Duration::from_millis(self.total_ms),
-            remaining: Duration::from_millis(self.due_ms.saturating_sub(now_ms)),
+            remaining: Duration::from_millis(self.remaining_ms(now_ms)),
+            paused: self.is_paused(),
         }
     }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused_ms.is_some()
+    }
+
+    /// Milliseconds left at `now_ms`: frozen while paused.
+    pub fn remaining_ms(&self, now_ms: u64) -> u64 {
+        self.paused_ms
+            .unwrap_or_else(|| self.due_ms.saturating_sub(now_ms))
+    }
+
+    /// `running` or `paused`, as events and lists say it.
+    pub fn state(&self) -> &'static str {
+        if self.is_paused() {
+            "paused"
+        } else {
+            "running"
+        }
+    }
+}
+
+/// A change to a timer that exists: what `timer.pause`, `timer.resume`,
+/// `timer.add` and `timer.subtract` ask of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Update {
+    Pause,
+    Resume,
+    /// Milliseconds more (positive) or fewer (negative) on the clock and on
+    /// its total.
+    Shift(i64),
 }
 
 /// How many timers the hub holds: per satellite, satellites holding any, and
@@ -63,6 +99,27 @@ pub enum TimerError {
     TooManySatellites { limit: usize },
     #[error("The hub already holds {limit} timers, the most it keeps; cancel one first.")]
     HubFull { limit: usize },
+}
+
+/// Why [`TimerTable::update`] left a timer as it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpdateError {
+    #[error("no timer {id} on this satellite")]
+    NotFound { id: String },
+    #[error("timer {id} is already paused")]
+    AlreadyPaused { id: String },
+    #[error("timer {id} is not paused")]
+    NotPaused { id: String },
+    /// Taking `shift_ms` off would leave less than a second.
+    #[error("timer {id} has {remaining_ms} ms left, too few to take {shift_ms} ms off")]
+    WouldEnd {
+        id: String,
+        remaining_ms: u64,
+        shift_ms: u64,
+    },
+    /// Adding would make the timer longer than `max_ms` in all.
+    #[error("timer {id} would be longer than {max_ms} ms")]
+    TooLong { id: String, max_ms: u64 },
 }
 
 /// The table as saved: the id counter and every timer.
@@ -138,9 +195,79 @@ impl TimerTable {
             label: label.map(str::to_string),
             total_ms,
             due_ms: now_ms.saturating_add(total_ms),
+            paused_ms: None,
         };
         self.insert(timer.clone());
         Ok(timer)
+    }
+
+    /// Pauses, resumes or shifts the satellite's timer `id`; returns it as
+    /// it was and as it is now. A shift may leave no less than a second on
+    /// the clock and no more than `max_ms` in all; a refused update changes
+    /// nothing.
+    pub fn update(
+        &mut self,
+        satellite: &str,
+        id: &str,
+        update: Update,
+        now_ms: u64,
+        max_ms: u64,
+    ) -> Result<(Timer, Timer), UpdateError> {
+        let before = match self.timers.get(id) {
+            Some(t) if t.satellite == satellite => t.clone(),
+            _ => return Err(UpdateError::NotFound { id: id.to_string() }),
+        };
+        let mut after = before.clone();
+        let remaining = before.remaining_ms(now_ms);
+        match update {
+            Update::Pause if before.is_paused() => {
+                return Err(UpdateError::AlreadyPaused { id: id.to_string() });
+            }
+            Update::Pause => after.paused_ms = Some(remaining),
+            Update::Resume => {
+                let Some(left) = before.paused_ms else {
+                    return Err(UpdateError::NotPaused { id: id.to_string() });
+                };
+                after.paused_ms = None;
+                after.due_ms = now_ms.saturating_add(left);
+            }
+            Update::Shift(shift) => {
+                let by = shift.unsigned_abs();
+                let (left, total) = if shift >= 0 {
+                    (
+                        remaining.saturating_add(by),
+                        before.total_ms.saturating_add(by),
+                    )
+                } else {
+                    if remaining < by.saturating_add(1000) {
+                        return Err(UpdateError::WouldEnd {
+                            id: id.to_string(),
+                            remaining_ms: remaining,
+                            shift_ms: by,
+                        });
+                    }
+                    // The total shrinks with the clock, but never below
+                    // what is left.
+                    (
+                        remaining - by,
+                        before.total_ms.saturating_sub(by).max(remaining - by),
+                    )
+                };
+                if total > max_ms {
+                    return Err(UpdateError::TooLong {
+                        id: id.to_string(),
+                        max_ms,
+                    });
+                }
+                after.total_ms = total;
+                match after.paused_ms {
+                    Some(_) => after.paused_ms = Some(left),
+                    None => after.due_ms = now_ms.saturating_add(left),
+                }
+            }
+        }
+        self.insert(after.clone());
+        Ok((before, after))
     }
 
     /// Puts `timer` in (replacing one with its id), keeping the id counter
@@ -158,7 +285,10 @@ impl TimerTable {
             .entry(timer.satellite.clone())
             .or_default()
             .insert(timer.id.clone());
-        self.by_due.insert((timer.due_ms, timer.id.clone()));
+        // A paused timer does not come due.
+        if !timer.is_paused() {
+            self.by_due.insert((timer.due_ms, timer.id.clone()));
+        }
         self.timers.insert(timer.id.clone(), timer);
     }
 
@@ -166,8 +296,9 @@ impl TimerTable {
         self.timers.get(id)
     }
 
-    /// The satellite's timers, soonest first.
-    pub fn of_satellite(&self, satellite: &str) -> Vec<&Timer> {
+    /// The satellite's timers, soonest to end first (paused ones by the
+    /// time they have left).
+    pub fn of_satellite(&self, satellite: &str, now_ms: u64) -> Vec<&Timer> {
         let mut timers: Vec<&Timer> = self
             .by_satellite
             .get(satellite)
@@ -175,7 +306,7 @@ impl TimerTable {
             .flatten()
             .filter_map(|id| self.timers.get(id))
             .collect();
-        timers.sort_by(|a, b| (a.due_ms, &a.id).cmp(&(b.due_ms, &b.id)));
+        timers.sort_by_key(|t| (t.remaining_ms(now_ms), &t.id));
         timers
     }
 
@@ -205,7 +336,9 @@ impl TimerTable {
 
     pub fn remove(&mut self, id: &str) -> Option<Timer> {
         let timer = self.timers.remove(id)?;
-        self.by_due.remove(&(timer.due_ms, timer.id.clone()));
+        if !timer.is_paused() {
+            self.by_due.remove(&(timer.due_ms, timer.id.clone()));
+        }
         if let Some(ids) = self.by_satellite.get_mut(&timer.satellite) {
             ids.remove(id);
             if ids.is_empty() {
@@ -225,6 +358,11 @@ impl TimerTable {
 
     pub fn is_empty(&self) -> bool {
         self.timers.is_empty()
+    }
+
+    /// The ids of the satellites holding at least one timer.
+    pub fn satellite_ids(&self) -> impl Iterator<Item = &str> {
+        self.by_satellite.keys().map(String::as_str)
     }
 
     /// Satellites holding at least one timer.
@@ -327,7 +465,132 @@ mod tests {
         let timer = start(&mut t, "kitchen", MIN, 0).unwrap();
         t.insert(timer.clone());
         assert_eq!(t.len(), 1);
-        assert_eq!(t.of_satellite("kitchen"), [&timer]);
+        assert_eq!(t.of_satellite("kitchen", 0), [&timer]);
         assert_eq!(t.due(MIN.as_millis() as u64).len(), 1);
+    }
+
+    const MAX: u64 = 7 * 24 * 3600 * 1000;
+
+    #[test]
+    fn a_paused_timer_keeps_its_remaining_time_and_does_not_come_due() {
+        let mut t = TimerTable::default();
+        let pasta = start(&mut t, "kitchen", 10 * MIN, 0).unwrap();
+        let (_, paused) = t
+            .update("kitchen", &pasta.id, Update::Pause, 120_000, MAX)
+            .unwrap();
+        assert_eq!(paused.paused_ms, Some(480_000));
+        assert_eq!(paused.state(), "paused");
+        assert!(t.due(u64::MAX / 4).is_empty(), "a paused timer never rings");
+        assert_eq!(t.next_due_ms(), None);
+        // An hour later it still has eight minutes.
+        assert_eq!(t.get(&pasta.id).unwrap().view(3_720_000).remaining, 8 * MIN);
+        let (_, resumed) = t
+            .update("kitchen", &pasta.id, Update::Resume, 3_720_000, MAX)
+            .unwrap();
+        assert_eq!(resumed.due_ms, 3_720_000 + 480_000);
+        assert_eq!(t.next_due_ms(), Some(4_200_000));
+        assert_eq!(t.due(4_200_000), [resumed]);
+    }
+
+    #[test]
+    fn pausing_a_paused_timer_or_resuming_a_running_one_changes_nothing() {
+        let mut t = TimerTable::default();
+        let pasta = start(&mut t, "kitchen", 10 * MIN, 0).unwrap();
+        assert_eq!(
+            t.update("kitchen", &pasta.id, Update::Resume, 1, MAX),
+            Err(UpdateError::NotPaused {
+                id: pasta.id.clone()
+            })
+        );
+        t.update("kitchen", &pasta.id, Update::Pause, 1_000, MAX)
+            .unwrap();
+        let before = t.clone();
+        assert_eq!(
+            t.update("kitchen", &pasta.id, Update::Pause, 2_000, MAX),
+            Err(UpdateError::AlreadyPaused {
+                id: pasta.id.clone()
+            })
+        );
+        assert_eq!(t, before);
+    }
+
+    #[test]
+    fn adding_and_subtracting_move_the_finish_and_the_total() {
+        let mut t = TimerTable::default();
+        let pasta = start(&mut t, "kitchen", 10 * MIN, 0).unwrap();
+        let (_, later) = t
+            .update("kitchen", &pasta.id, Update::Shift(60_000), 0, MAX)
+            .unwrap();
+        assert_eq!((later.due_ms, later.total_ms), (660_000, 660_000));
+        assert_eq!(t.next_due_ms(), Some(660_000));
+        let (_, sooner) = t
+            .update("kitchen", &pasta.id, Update::Shift(-300_000), 60_000, MAX)
+            .unwrap();
+        assert_eq!((sooner.due_ms, sooner.total_ms), (360_000, 360_000));
+        assert_eq!(t.due(360_000), [sooner]);
+    }
+
+    #[test]
+    fn shifting_a_paused_timer_moves_its_frozen_remaining_time() {
+        let mut t = TimerTable::default();
+        let pasta = start(&mut t, "kitchen", 10 * MIN, 0).unwrap();
+        t.update("kitchen", &pasta.id, Update::Pause, 60_000, MAX)
+            .unwrap();
+        let (_, more) = t
+            .update("kitchen", &pasta.id, Update::Shift(120_000), 90_000, MAX)
+            .unwrap();
+        assert_eq!(more.paused_ms, Some(660_000));
+        assert!(t.due(u64::MAX / 4).is_empty(), "still paused");
+    }
+
+    #[test]
+    fn a_shift_that_ends_the_timer_or_outgrows_the_maximum_is_refused() {
+        let mut t = TimerTable::default();
+        let pasta = start(&mut t, "kitchen", 2 * MIN, 0).unwrap();
+        let before = t.clone();
+        assert_eq!(
+            t.update("kitchen", &pasta.id, Update::Shift(-300_000), 0, MAX),
+            Err(UpdateError::WouldEnd {
+                id: pasta.id.clone(),
+                remaining_ms: 120_000,
+                shift_ms: 300_000
+            })
+        );
+        assert!(matches!(
+            t.update("kitchen", &pasta.id, Update::Shift(-120_000), 0, MAX),
+            Err(UpdateError::WouldEnd { .. })
+        ));
+        assert_eq!(
+            t.update("kitchen", &pasta.id, Update::Shift(MAX as i64), 0, MAX),
+            Err(UpdateError::TooLong {
+                id: pasta.id.clone(),
+                max_ms: MAX
+            })
+        );
+        assert_eq!(t, before, "nothing lost");
+    }
+
+    #[test]
+    fn a_satellite_cannot_change_another_satellites_timer() {
+        let mut t = TimerTable::default();
+        let hall = start(&mut t, "hall", MIN, 0).unwrap();
+        assert_eq!(
+            t.update("kitchen", &hall.id, Update::Pause, 0, MAX),
+            Err(UpdateError::NotFound {
+                id: hall.id.clone()
+            })
+        );
+    }
+
+    #[test]
+    fn timers_saved_before_pausing_existed_load_as_running() {
+        let old = r#"{"next_id":1,"timers":{"t-1":{"id":"t-1","satellite":"kitchen","label":"pasta","total_ms":60000,"due_ms":61000}}}"#;
+        let t = TimerTable::from(serde_json::from_str::<Saved>(old).unwrap());
+        let pasta = t.get("t-1").unwrap();
+        assert_eq!(
+            (pasta.state(), pasta.protocol),
+            ("running", Protocol::NATIVE)
+        );
+        assert_eq!(t.next_due_ms(), Some(61_000));
     }
 }

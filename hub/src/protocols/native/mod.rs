@@ -1,7 +1,8 @@
 //! The hub's own protocol (docs/protocol.md §2–§6): intents as JSON on
 //! `<prefix>/intent/<sat>`, one reply each on `<prefix>/reply/<sat>`, timer
-//! and playback events on `<prefix>/event/<sat>`. The satellite id comes
-//! from the topic, never the payload.
+//! and playback events on `<prefix>/event/<sat>`, and the satellite's
+//! current timers retained on `<prefix>/timers/<sat>`. The satellite id
+//! comes from the topic, never the payload.
 //!
 //! Layout:
 //! - [`topics`] — the topic names, from `mqtt.prefix`, and satellite ids
@@ -65,6 +66,17 @@ impl Route for Events {
             retain: false,
         };
         outbox.publish_event(&event.satellite, message);
+    }
+
+    /// Retained, so a dashboard that connects later sees them at once; the
+    /// list of every satellite, whatever protocol set its timers.
+    fn timers(&self, satellite: &str, timers: &serde_json::Value, outbox: &Outbox) {
+        let message = Message {
+            topic: self.topics.timers(satellite),
+            payload: serde_json::to_vec(timers).expect("timer lists serialize"),
+            retain: true,
+        };
+        outbox.publish_event(satellite, message);
     }
 }
 

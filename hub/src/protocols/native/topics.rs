@@ -51,6 +51,11 @@ impl Topics {
         format!("{}/event/{satellite}", self.prefix)
     }
 
+    /// Where the satellite's current timers are retained.
+    pub fn timers(&self, satellite: &str) -> String {
+        format!("{}/timers/{satellite}", self.prefix)
+    }
+
     pub fn status(&self) -> String {
         format!("{}/hub/status", self.prefix)
     }
@@ -174,6 +179,7 @@ mod tests {
         assert_eq!(t.intent_filter(), "home/voice/intent/+");
         assert_eq!(t.reply("k"), "home/voice/reply/k");
         assert_eq!(t.event("k"), "home/voice/event/k");
+        assert_eq!(t.timers("k"), "home/voice/timers/k");
         assert_eq!(t.status(), "home/voice/hub/status");
         assert!(t.is_own("home/voice/reply/k"));
         assert!(!t.is_own("home/voicemail"));
