@@ -1,8 +1,13 @@
 //! Slots (Hermes) and entities (Wyoming) to `args`, the same way for every
 //! adapter in front of an intent recognizer: a name given twice becomes an
-//! array of its values, and for `timer.set` numeric `days` / `hours` /
+//! array of its values, and for the timer skills numeric `days` / `hours` /
 //! `minutes` / `seconds` become one `duration`, as recognizers' timer
-//! sentences fill them.
+//! sentences fill them. Home Assistant's timer intents name the timer
+//! `name` (our `label`), say which timer by the duration it was set for
+//! (`start_hours`, `start_minutes`, `start_seconds`, our `duration` where
+//! that is not the amount to add or take off), add an `area` (the satellite
+//! already says where), and say "all" only in the intent's name
+//! (`HassCancelAllTimers`).
 
 use serde_json::{Map, Value};
 
@@ -29,12 +34,35 @@ pub fn args(pairs: Vec<(String, Value)>) -> Map<String, Value> {
         .collect()
 }
 
-/// `(name, value)` pairs as the `args` of `skill`: [`args`], and for
-/// `timer.set` the unit slots composed into a `duration`.
-pub fn args_for(skill: &str, pairs: Vec<(String, Value)>) -> Map<String, Value> {
+/// Recognizer intent names that mean every timer, when mapped to `timer.cancel`.
+const CANCEL_ALL_NAMES: [&str; 2] = ["HassCancelAllTimers", "CancelAllTimers"];
+
+/// `(name, value)` pairs of the recognizer's intent `intent` as the `args`
+/// of `skill`: [`args`], and for the timer skills the unit slots composed
+/// into a `duration` and Home Assistant's timer slots as ours.
+pub fn args_for(intent: &str, skill: &str, pairs: Vec<(String, Value)>) -> Map<String, Value> {
     let mut args = args(pairs);
-    if skill == "timer.set" {
-        compose_duration(&mut args);
+    let Some(verb) = skill.strip_prefix("timer.") else {
+        return args;
+    };
+    if !args.contains_key("label") {
+        if let Some(name) = args.remove("name") {
+            args.insert("label".into(), name);
+        }
+    }
+    args.remove("area");
+    compose_duration(&mut args, "");
+    match verb {
+        // `duration` is the amount: the timer is picked by label only.
+        "set" | "add" | "subtract" => {
+            for (name, _) in UNIT_SLOTS {
+                args.remove(&format!("start_{name}"));
+            }
+        }
+        _ => compose_duration(&mut args, "start_"),
+    }
+    if verb == "cancel" && CANCEL_ALL_NAMES.contains(&intent) {
+        args.insert("all".into(), Value::Bool(true));
     }
     args
 }
@@ -56,20 +84,25 @@ const UNIT_SLOTS: [(&str, &str); 4] = [
     ("seconds", "s"),
 ];
 
-/// Numeric unit slots as one `duration` (`1h 30m`), when there is no
-/// `duration` and every unit slot is a plain number: anything else goes to
-/// the schema as it is, which names the slot that is wrong.
-pub fn compose_duration(args: &mut Map<String, Value>) {
+/// Numeric unit slots (named `<prefix><unit>`) as one `duration` (`1h
+/// 30m`), when there is no `duration` and every unit slot is a plain
+/// number: anything else goes to the schema as it is, which names the slot
+/// that is wrong.
+pub fn compose_duration(args: &mut Map<String, Value>, prefix: &str) {
     if args.contains_key("duration") {
         return;
     }
-    let units: Vec<(&str, f64)> = UNIT_SLOTS
+    let names: Vec<(String, &str)> = UNIT_SLOTS
         .iter()
-        .filter_map(|(name, unit)| Some((*unit, args.get(*name)?.as_f64()?)))
+        .map(|(name, unit)| (format!("{prefix}{name}"), *unit))
         .collect();
-    let present = UNIT_SLOTS
+    let units: Vec<(&str, f64)> = names
         .iter()
-        .filter(|(name, _)| args.contains_key(*name))
+        .filter_map(|(name, unit)| Some((*unit, args.get(name)?.as_f64()?)))
+        .collect();
+    let present = names
+        .iter()
+        .filter(|(name, _)| args.contains_key(name))
         .count();
     if units.is_empty() || units.len() != present {
         return;
@@ -84,7 +117,7 @@ pub fn compose_duration(args: &mut Map<String, Value>) {
     } else {
         nonzero.join(" ")
     };
-    for (name, _) in UNIT_SLOTS {
+    for (name, _) in &names {
         args.remove(name);
     }
     args.insert("duration".into(), Value::String(duration));
@@ -117,10 +150,59 @@ mod tests {
     #[test]
     fn unit_slots_become_one_duration_only_when_all_are_numbers() {
         let mut a = args(pairs(&[("hours", json!(1)), ("minutes", json!(30))]));
-        compose_duration(&mut a);
+        compose_duration(&mut a, "");
         assert_eq!(Value::Object(a), json!({"duration": "1h 30m"}));
         let mut text = args(pairs(&[("minutes", json!("five"))]));
-        compose_duration(&mut text);
+        compose_duration(&mut text, "");
         assert_eq!(Value::Object(text), json!({"minutes": "five"}));
+    }
+
+    #[test]
+    fn home_assistants_timer_slots_become_ours() {
+        let got = |intent: &str, skill: &str, items: &[(&str, Value)]| {
+            Value::Object(args_for(intent, skill, pairs(items)))
+        };
+        assert_eq!(
+            got(
+                "HassIncreaseTimer",
+                "timer.add",
+                &[
+                    ("minutes", json!(5)),
+                    ("name", json!("pasta")),
+                    ("start_minutes", json!(10)),
+                    ("area", json!("kitchen"))
+                ]
+            ),
+            json!({"duration": "5m", "label": "pasta"})
+        );
+        assert_eq!(
+            got(
+                "HassPauseTimer",
+                "timer.pause",
+                &[("start_minutes", json!(10))]
+            ),
+            json!({"duration": "10m"})
+        );
+        assert_eq!(
+            got(
+                "HassCancelAllTimers",
+                "timer.cancel",
+                &[("area", json!("kitchen"))]
+            ),
+            json!({"all": true})
+        );
+        assert_eq!(
+            got("HassCancelTimer", "timer.cancel", &[("name", json!("tea"))]),
+            json!({"label": "tea"})
+        );
+        assert_eq!(
+            got(
+                "Lights",
+                "lights",
+                &[("name", json!("lamp")), ("area", json!("hall"))]
+            ),
+            json!({"name": "lamp", "area": "hall"}),
+            "only the timer skills' slots are renamed"
+        );
     }
 }

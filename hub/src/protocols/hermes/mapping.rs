@@ -45,7 +45,7 @@ pub fn request(
         })?;
         pairs.push((slot.name().to_string(), value));
     }
-    let args = slots::args_for(skill, pairs);
+    let args = slots::args_for(&nlu.intent_name, skill, pairs);
     Ok(Request {
         id: id.to_string(),
         intent: skill.to_string(),

@@ -140,7 +140,7 @@ pub fn request(
         let value = entity.get("value").cloned().unwrap_or(Value::Null);
         pairs.push((name.to_string(), value));
     }
-    let args = slots::args_for(skill, pairs);
+    let args = slots::args_for(name, skill, pairs);
     Ok(Request {
         id: id.to_string(),
         intent: skill.to_string(),
