@@ -114,5 +114,57 @@ fn full_table_benches(c: &mut Criterion) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-criterion_group!(benches, dispatcher_benches, full_table_benches);
+/// The timer vocabulary on a satellite with two timers: `timer.status`
+/// reads the table (and waits for nothing), `timer.add` + `timer.subtract`
+/// are two changes, each fsynced to the journal before its reply.
+fn vocabulary_benches(c: &mut Criterion) {
+    let dir = std::env::temp_dir().join(format!("hark-bench-vocab-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = Config::from_toml(
+        &format!(
+            "state_dir = \"{}\"\n[audio]\nbackend = \"null\"\n",
+            dir.display()
+        ),
+        Path::new("bench.toml"),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let assembly = rt.block_on(async { assemble(&config) }).unwrap();
+    let d = assembly.dispatcher.clone();
+    let sets: [&[u8]; 2] = [
+        br#"{"id":"s-1","intent":"timer.set","args":{"duration":"1h","label":"pasta"}}"#,
+        br#"{"id":"s-2","intent":"timer.set","args":{"duration":"2h","label":"tea"}}"#,
+    ];
+    for set in sets {
+        let reply = rt.block_on(native::answer(&d, "kitchen", set));
+        assert_eq!(reply.status.as_str(), "ok");
+    }
+    let mut group = c.benchmark_group("dispatch");
+    let status = br#"{"id":"r-5","intent":"timer.status","args":{"label":"pasta"}}"#;
+    group.bench_function("timer_status", |b| {
+        b.iter(|| rt.block_on(native::answer(&d, "kitchen", black_box(status))))
+    });
+    let add = br#"{"id":"r-6","intent":"timer.add","args":{"duration":"1m","label":"pasta"}}"#;
+    let subtract =
+        br#"{"id":"r-7","intent":"timer.subtract","args":{"duration":"1m","label":"pasta"}}"#;
+    group.bench_function("timer_add_then_subtract_with_fsync", |b| {
+        b.iter(|| {
+            rt.block_on(native::answer(&d, "kitchen", black_box(add)));
+            rt.block_on(native::answer(&d, "kitchen", black_box(subtract)))
+        })
+    });
+    group.finish();
+    drop(assembly);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(
+    benches,
+    dispatcher_benches,
+    full_table_benches,
+    vocabulary_benches
+);
 criterion_main!(benches);
