@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 
 const HERMES: &str = "[hermes]\nenabled = true\n[hermes.intents]\n\
     SetTimer = \"timer.set\"\nStop = \"system.cancel\"\nCancelTimer = \"system.cancel\"\n\
-    PlaySound = \"audio.play\"\n";
+    PlaySound = \"audio.play\"\nPauseTimer = \"timer.pause\"\n\
+    TimerRemaining = \"timer.status\"\nCancelAllTimers = \"timer.cancel\"\n";
 
 /// Runs `scenario` against a fresh Hermes-enabled hub on `broker`, with
 /// rhasspy-hermes at hand.
@@ -184,6 +185,64 @@ fn system_cancel_through_hermes_stops_and_cancels_for_its_site() {
         )
         .await;
             assert_eq!(cancel["text"], "Cancelled your tea timer.");
+        },
+    );
+}
+
+#[test]
+fn rhasspys_timer_intents_pause_say_what_is_left_ask_which_and_cancel_all() {
+    with_hub(
+        "hermes-timer-vocab",
+        BrokerKind::Embedded,
+        async |_, rhasspy, peer| {
+            for (session, minutes, label, said) in [
+                ("s-1", 10, "pasta", "Pasta timer set for 10 minutes."),
+                ("s-2", 3, "tea", "Tea timer set for 3 minutes."),
+            ] {
+                let end = ask(
+                    rhasspy,
+                    peer,
+                    json!({"intent": "SetTimer", "input": "set a timer",
+                       "slots": [slot("minutes", json!(minutes)), slot("label", json!(label))],
+                       "siteId": "kitchen", "sessionId": session}),
+                )
+                .await;
+                assert_eq!(end["text"], said);
+            }
+            let which = ask(
+                rhasspy,
+                peer,
+                json!({"intent": "PauseTimer", "input": "pause the timer",
+                   "siteId": "kitchen", "sessionId": "s-3"}),
+            )
+            .await;
+            assert_eq!(which["text"], "Which timer: tea or pasta?");
+            let paused = ask(
+                rhasspy,
+                peer,
+                json!({"intent": "PauseTimer", "input": "pause the tea timer",
+                   "slots": [slot("label", json!("tea"))], "siteId": "kitchen", "sessionId": "s-4"}),
+            )
+            .await;
+            let text = paused["text"].as_str().unwrap();
+            assert!(text.starts_with("Paused the tea timer with "), "{text}");
+            let left = ask(
+                rhasspy,
+                peer,
+                json!({"intent": "TimerRemaining", "input": "how long is left on the tea timer",
+                   "slots": [slot("label", json!("tea"))], "siteId": "kitchen", "sessionId": "s-5"}),
+            )
+            .await;
+            let text = left["text"].as_str().unwrap();
+            assert!(text.starts_with("The tea timer is paused with "), "{text}");
+            let all = ask(
+                rhasspy,
+                peer,
+                json!({"intent": "CancelAllTimers", "input": "cancel all timers",
+                   "siteId": "kitchen", "sessionId": "s-6"}),
+            )
+            .await;
+            assert_eq!(all["text"], "Cancelled 2 timers.");
         },
     );
 }
@@ -809,8 +868,10 @@ fn mutated_hermes_messages_are_each_audited_once_and_leave_no_session_open() {
         rt.block_on(adapter.handle(&kind, &payload));
         let mut answers = Vec::new();
         while let Ok(message) = assembly.outbox_rx.try_recv() {
-            if message.topic.starts_with("hermes/audioServer/") {
-                continue; // a sound sent, besides the answer
+            if message.topic.starts_with("hermes/audioServer/")
+                || message.topic.starts_with("hark/timers/")
+            {
+                continue; // a sound sent, or the site's list of timers, besides the answer
             }
             answers.push(message);
         }

@@ -21,7 +21,9 @@ fn with_hub(name: &str, extra: &str, scenario: impl FnOnce(&Hub, &mut HomeAssist
         &Setup {
             tables: format!(
                 "[wyoming]\nlisten = \"127.0.0.1:{port}\"\n{extra}\n[wyoming.intents]\n\
-                 HassStartTimer = \"timer.set\"\nHassCancelAllTimers = \"system.cancel\"\n"
+                 HassStartTimer = \"timer.set\"\nHassCancelAllTimers = \"system.cancel\"\n\
+                 HassCancelTimer = \"timer.cancel\"\nHassPauseTimer = \"timer.pause\"\n\
+                 HassIncreaseTimer = \"timer.add\"\nHassTimerStatus = \"timer.status\"\n"
             ),
             ..Setup::default()
         },
@@ -149,6 +151,56 @@ fn an_intent_is_handled_through_the_policy_gate_and_audited() {
             json!({"satellite_id": "kitchen"}),
         );
         assert_eq!(mine["text"], "Cancelled your pasta timer.", "{mine}");
+    });
+}
+
+#[test]
+fn home_assistants_timer_intents_pick_pause_add_and_ask_which() {
+    with_hub("wyoming-timer-vocab", "", |_, ha| {
+        ha.connect("a");
+        let kitchen = json!({"satellite_id": "kitchen"});
+        let mut say = |name: &str, entities: Value| {
+            let answer = ha.intent("a", name, entities, kitchen.clone());
+            (
+                answer["type"].as_str().unwrap().to_string(),
+                answer["text"].as_str().unwrap_or_default().to_string(),
+            )
+        };
+        // Home Assistant names the timer `name`.
+        let set = say(
+            "HassStartTimer",
+            json!([entity("minutes", json!(10)), entity("name", json!("pasta"))]),
+        );
+        assert_eq!(set.1, "Pasta timer set for 10 minutes.");
+        say(
+            "HassStartTimer",
+            json!([entity("minutes", json!(3)), entity("name", json!("tea"))]),
+        );
+        assert_eq!(
+            say("HassCancelTimer", json!([])),
+            ("not-handled".into(), "Which timer: tea or pasta?".into())
+        );
+        // ... and says which timer by the length it was set for.
+        let (kind, text) = say(
+            "HassPauseTimer",
+            json!([
+                entity("start_minutes", json!(3)),
+                entity("area", json!("kitchen"))
+            ]),
+        );
+        assert_eq!(kind, "handled");
+        assert!(text.starts_with("Paused the tea timer with "), "{text}");
+        let (kind, text) = say(
+            "HassIncreaseTimer",
+            json!([entity("minutes", json!(5)), entity("name", json!("pasta"))]),
+        );
+        assert_eq!(kind, "handled");
+        assert!(
+            text.starts_with("Added 5 minutes to the pasta timer; it has 1"),
+            "{text}"
+        );
+        let (_, text) = say("HassTimerStatus", json!([entity("name", json!("tea"))]));
+        assert!(text.starts_with("The tea timer is paused with "), "{text}");
     });
 }
 
