@@ -508,7 +508,10 @@ fn write_changes(inner: &Inner, mut files: Files) {
                             table.remove(&timer.id);
                             changed.push(timer.satellite);
                         }
-                        Done::Cancelled(timer) => table.insert(timer),
+                        Done::Cancelled(timer) => {
+                            changed.push(timer.satellite.clone());
+                            table.insert(timer);
+                        }
                         Done::Updated { before, .. } => {
                             changed.push(before.satellite.clone());
                             table.insert(before);
