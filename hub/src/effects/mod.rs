@@ -264,7 +264,7 @@ impl Effects {
         let timers = &self.env.services.timers;
         let list = timers.of_satellite(&self.satellite);
         if self.durability == Durability::Ticket {
-            self.ticket = self.ticket.max(timers.pending());
+            self.ticket = self.ticket.max(timers.pending(&self.satellite));
         }
         Ok(list)
     }

@@ -14,7 +14,7 @@
 //! ([`Outbox::timers`], retained on `hark/timers/<sat>`); a change that
 //! cannot be written is undone and its request told so.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -77,6 +77,19 @@ enum Done {
     Rang,
 }
 
+impl Done {
+    /// The satellite whose timers the change is about, when a reply may
+    /// speak of it.
+    fn satellite(&self) -> Option<&str> {
+        match self {
+            Done::Started(t) | Done::Cancelled(t) | Done::Updated { after: t, .. } => {
+                Some(&t.satellite)
+            }
+            Done::Rang => None,
+        }
+    }
+}
+
 /// Changes made in memory and not yet written.
 #[derive(Debug, Default)]
 struct Queue {
@@ -84,6 +97,9 @@ struct Queue {
     done: Vec<Done>,
     /// Ticket of the newest queued change.
     queued: u64,
+    /// Ticket of the newest queued change of each satellite with changes
+    /// not yet settled (older entries are dropped as changes are queued).
+    newest: HashMap<String, u64>,
     /// Every change up to this one is written, or failed.
     settled: u64,
     /// Recent failed ranges of tickets, with why (a few are kept).
@@ -121,9 +137,14 @@ impl Inner {
     fn push(&self, change: &Change, done: Done) -> Ticket {
         let mut queue = self.queue();
         queue.lines.extend(change.line());
-        queue.done.push(done);
         queue.queued += 1;
         let ticket = Ticket(queue.queued);
+        if let Some(satellite) = done.satellite() {
+            let settled = queue.settled;
+            queue.newest.retain(|_, t| *t > settled);
+            queue.newest.insert(satellite.to_string(), ticket.0);
+        }
+        queue.done.push(done);
         drop(queue);
         self.work.notify_one();
         ticket
@@ -305,12 +326,17 @@ impl TimerService {
         Ok((after, ticket))
     }
 
-    /// The newest change queued and not yet on disk, if any: a reply that
-    /// speaks of the timers waits for it, so it never speaks of one that a
-    /// crash could still lose.
-    pub fn pending(&self) -> Option<Ticket> {
+    /// The newest change to the satellite's timers queued and not yet on
+    /// disk, if any: a reply that speaks of its timers waits for it, so it
+    /// never speaks of one a crash could still lose. Another satellite's
+    /// changes are not waited for.
+    pub fn pending(&self, satellite: &str) -> Option<Ticket> {
         let queue = self.inner.queue();
-        (queue.queued > queue.settled).then_some(Ticket(queue.queued))
+        queue
+            .newest
+            .get(satellite)
+            .filter(|t| **t > queue.settled)
+            .map(|t| Ticket(*t))
     }
 
     /// Publishes every satellite's list of timers (retained, so a
@@ -791,6 +817,25 @@ mod tests {
         assert!(tea.is_paused());
         assert_eq!(back.next_due_ms(), None, "a paused timer is not due");
         assert_eq!(paused.state(), "paused");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_reply_waits_for_its_own_satellites_changes_only() {
+        let dir = std::env::temp_dir().join(format!("hark-timers-pending-{}", std::process::id()));
+        let (timers, _out) = service(&dir);
+        let (_, ticket) = timers
+            .begin_start("hall", Protocol::NATIVE, None, Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(
+            timers.pending("kitchen"),
+            None,
+            "the hall's change is not the kitchen's"
+        );
+        assert!(timers.pending("hall").is_none_or(|t| t == ticket));
+        timers.settled(ticket).await.unwrap();
+        assert_eq!(timers.pending("hall"), None, "settled");
+        drop(timers);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
