@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use hark_skills_builtin::duration::MAX_DURATION;
 use hark_skills_builtin::{
-    EffectError, ErrorCode, Host, PlaybackView, Stopped, Target, TimerChange, TimerView,
+    Answered, EffectError, ErrorCode, Host, PlaybackView, Stopped, Target, TimerChange, TimerView,
 };
 
+use crate::confirm::Question;
 use crate::effects::{Denial, Effects, Refused, UpdateFailed};
 use crate::timers::{StartError, Ticket, TimerStoreError, Update, UpdateError, now_ms};
 
@@ -23,6 +24,8 @@ pub struct RequestHost {
     effects: RefCell<Effects>,
     /// The first effect the gate refused in this request.
     denied: RefCell<Option<Denial>>,
+    /// The question `system.confirm` answered, and whether with yes.
+    answered: RefCell<Option<(Question, bool)>>,
 }
 
 /// What a built-in request left behind, once its skill has returned.
@@ -32,6 +35,9 @@ pub struct Finished {
     pub ticket: Option<Ticket>,
     /// The first effect the gate refused, if any (already audited).
     pub denied: Option<Denial>,
+    /// A question answered (`system.confirm`), and whether with yes: the
+    /// dispatcher runs or closes it.
+    pub answered: Option<(Question, bool)>,
 }
 
 impl RequestHost {
@@ -40,6 +46,7 @@ impl RequestHost {
         RequestHost {
             effects: RefCell::new(effects),
             denied: RefCell::new(None),
+            answered: RefCell::new(None),
         }
     }
 
@@ -51,6 +58,7 @@ impl RequestHost {
         Finished {
             ticket: effects.ticket(),
             denied: self.denied.into_inner(),
+            answered: self.answered.into_inner(),
         }
     }
 
@@ -220,6 +228,7 @@ impl Host for RequestHost {
         debug_assert_eq!(request_id, effects.request_id());
         let playbacks = effects.stop_playback();
         let calls = effects.stop_calls();
+        let confirmations = effects.cancel_questions();
         drop(effects);
         Stopped {
             playbacks: playbacks.unwrap_or_else(|refused| {
@@ -227,6 +236,21 @@ impl Host for RequestHost {
                 0
             }),
             calls,
+            confirmations,
+        }
+    }
+
+    fn answer_confirmation(&self, satellite: &str, token: Option<&str>, yes: bool) -> Answered {
+        self.check(satellite);
+        let Some(question) = self.effects.borrow_mut().take_question(token) else {
+            return Answered::Nothing;
+        };
+        let token = question.token.clone();
+        *self.answered.borrow_mut() = Some((question, yes));
+        if yes {
+            Answered::Confirmed { token }
+        } else {
+            Answered::Declined { token }
         }
     }
 }

@@ -61,6 +61,7 @@ pub struct RawConfig {
     pub hermes: RawHermes,
     pub wyoming: RawWyoming,
     pub timers: RawTimers,
+    pub confirm: RawConfirm,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,6 +111,58 @@ pub struct RawTimers {
     pub max_per_satellite: Option<usize>,
     pub max_satellites: Option<usize>,
     pub max_total: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfirm {
+    pub skills: Vec<String>,
+    pub timeout_s: Option<u64>,
+}
+
+/// `[confirm]`: which skills ask before they run, besides those whose
+/// manifest says `"confirm": true`, and how long a question waits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfirmConfig {
+    pub skills: std::collections::BTreeSet<String>,
+    pub timeout: std::time::Duration,
+}
+
+impl Default for ConfirmConfig {
+    fn default() -> ConfirmConfig {
+        ConfirmConfig {
+            skills: Default::default(),
+            timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+impl RawConfirm {
+    fn validate(self) -> Result<ConfirmConfig, ConfigError> {
+        let mut skills = std::collections::BTreeSet::new();
+        for (i, skill) in self.skills.into_iter().enumerate() {
+            let key = format!("confirm.skills[{i}]");
+            check_name(&skill).map_err(|m| invalid(&key, format!("not a skill name: {m}")))?;
+            if crate::confirm::NEVER_ASKS.contains(&skill.as_str()) {
+                return Err(invalid(
+                    &key,
+                    format!("{skill} answers or stops questions; it cannot ask one itself"),
+                ));
+            }
+            skills.insert(skill);
+        }
+        let timeout_s = self.timeout_s.unwrap_or(10);
+        if !(1..=300).contains(&timeout_s) {
+            return Err(invalid(
+                "confirm.timeout_s",
+                format!("{timeout_s} is outside 1..=300 seconds"),
+            ));
+        }
+        Ok(ConfirmConfig {
+            skills,
+            timeout: std::time::Duration::from_secs(timeout_s),
+        })
+    }
 }
 
 /// Where the hub's broker is.
@@ -192,6 +245,7 @@ pub struct Config {
     pub hermes: HermesConfig,
     pub wyoming: WyomingConfig,
     pub timers: crate::timers::TimerLimits,
+    pub confirm: ConfirmConfig,
 }
 
 impl Config {
@@ -307,6 +361,7 @@ impl RawConfig {
             hermes,
             wyoming,
             timers: self.timers.validate()?,
+            confirm: self.confirm.validate()?,
         })
     }
 }

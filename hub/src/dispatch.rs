@@ -11,12 +11,15 @@
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
-use hark_skill_sdk::{ErrorBody, ErrorCode, Intent, Reply, SkillReply, Status, Violation};
+use hark_skill_sdk::{
+    ConfirmBody, ErrorBody, ErrorCode, Intent, Reply, SkillReply, Status, Violation,
+};
 use hark_skills_builtin::BuiltinError;
 use serde_json::{Value, json};
 
 use crate::audit::{self, Audit};
 use crate::builtin_host::RequestHost;
+use crate::confirm::{Closed, Question};
 use crate::effects::{Effects, Env, Services};
 use crate::events::Protocol;
 use crate::policy::{self, Action, Tier};
@@ -34,6 +37,14 @@ struct Context {
     skill: Option<String>,
     args: Option<Value>,
     decision: Option<(audit::Decision, &'static str)>,
+    /// A sensitive call that asked instead of running: its question's token.
+    asking: Option<String>,
+    /// The question `system.confirm` answered, and whether with yes.
+    answered: Option<(Question, bool)>,
+    /// A call run because its satellite said yes.
+    confirmed: bool,
+    /// What the audit record's message says besides a failure's.
+    notes: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -116,7 +127,70 @@ impl Dispatcher {
     pub async fn handle(&self, request: Request) -> Reply {
         let mut ctx = Context::of(&request);
         let outcome = self.run_request(&mut ctx, request).await;
+        let asking = ctx.asking.clone();
+        let answered = ctx.answered.take();
+        let reply = self.finish(ctx, outcome);
+        let confirmations = &self.services().confirmations;
+        if let Some(token) = asking {
+            confirmations.expire_later(&token, reply.audit);
+        }
+        match answered {
+            None => reply,
+            Some((question, false)) => {
+                confirmations.close(&question, Closed::Declined, reply.audit);
+                reply
+            }
+            Some((question, true)) => self.run_confirmed(question, reply.audit).await,
+        }
+    }
+
+    /// Runs the call of a question its satellite said yes to, with the args
+    /// it had when it asked; the reply carries that request's id. The gate
+    /// decides again (the tier may have changed since).
+    async fn run_confirmed(&self, question: Question, answer_audit: Option<u64>) -> Reply {
+        let mut ctx = Context::of(&question.request);
+        let mut note = format!("confirmed: {}", question.described());
+        if let Some(seq) = answer_audit {
+            note.push_str(&format!(", answered yes at audit {seq}"));
+        }
+        ctx.confirmed = true;
+        ctx.notes.push(note);
+        let outcome = self.run_request(&mut ctx, question.request).await;
         self.finish(ctx, outcome)
+    }
+
+    /// Keeps a sensitive call waiting for its satellite's yes, and asks.
+    fn ask(&self, ctx: &mut Context, skill: &Skill, intent: Intent) -> Result<SkillReply, Failure> {
+        let manifest = &skill.info.manifest;
+        let speech = crate::confirm::prompt(
+            manifest.confirm_prompt.as_deref(),
+            &manifest.description,
+            skill.name(),
+            &intent.args,
+        );
+        let request = Request {
+            protocol: ctx.protocol,
+            satellite: intent.satellite,
+            id: intent.id,
+            intent: intent.intent,
+            args: intent.args,
+            text: intent.text,
+            confidence: intent.confidence,
+        };
+        match self.services().confirmations.ask(request) {
+            Ok(token) => {
+                ctx.asking = Some(token);
+                Ok(SkillReply::speech(speech))
+            }
+            Err(crate::confirm::Full) => Err(Failure::new(
+                ErrorCode::Busy,
+                format!(
+                    "{} questions are waiting for an answer already; retry when some are \
+                     answered or expire",
+                    crate::confirm::MAX_WAITING
+                ),
+            )),
+        }
     }
 
     /// Answers a request the hub will not run (unreadable, bad satellite id,
@@ -204,12 +278,15 @@ impl Dispatcher {
             });
         }
 
+        if !ctx.confirmed && self.services().confirmations.sensitive(&skill.info) {
+            return self.ask(ctx, &skill, intent);
+        }
         self.run_skill(ctx, &skill, &intent).await
     }
 
     async fn run_skill(
         &self,
-        ctx: &Context,
+        ctx: &mut Context,
         skill: &Skill,
         intent: &Intent,
     ) -> Result<SkillReply, Failure> {
@@ -230,6 +307,12 @@ impl Dispatcher {
                 ));
                 let answer = builtin.handle(intent, &host).map_err(skill_failure);
                 let finished = host.finish();
+                if let Some((question, yes)) = &finished.answered {
+                    let answer = if *yes { "yes" } else { "no" };
+                    ctx.notes
+                        .push(format!("{answer} to {}", question.described()));
+                }
+                ctx.answered = finished.answered;
                 // A timer the reply speaks of is on disk before it is spoken of.
                 if let Some(ticket) = finished.ticket {
                     if let Err(e) = self.services().timers.settled(ticket).await {
@@ -388,9 +471,12 @@ impl Dispatcher {
             elapsed_ms: Some(elapsed_ms),
             ..Default::default()
         };
-        if ctx.protocol != Protocol::NATIVE {
-            record.message = Some(format!("via {}", ctx.protocol));
+        // A failure's record says what failed where "via hermes" would be.
+        let mut notes: Vec<String> = Vec::new();
+        if ctx.protocol != Protocol::NATIVE && outcome.is_ok() {
+            notes.push(format!("via {}", ctx.protocol));
         }
+        notes.extend(ctx.notes);
         let mut reply = Reply {
             id: ctx.id,
             intent: ctx.intent,
@@ -400,8 +486,20 @@ impl Dispatcher {
             error: None,
             audit: None,
             elapsed_ms: Some(elapsed_ms),
+            confirm: None,
         };
         match outcome {
+            Ok(answer) if ctx.asking.is_some() => {
+                let token = ctx.asking.clone().unwrap_or_default();
+                record.status = Some("confirm".into());
+                notes.push(format!("waiting for a yes: question {token}"));
+                reply.status = Status::Confirm;
+                reply.speech = answer.speech;
+                reply.confirm = Some(ConfirmBody {
+                    token,
+                    expires_s: self.services().confirmations.timeout().as_secs(),
+                });
+            }
             Ok(answer) => {
                 record.status = Some("ok".into());
                 if full {
@@ -413,7 +511,9 @@ impl Dispatcher {
             Err(failure) => {
                 record.status = Some(failure.status.as_str().into());
                 record.code = Some(failure.code.to_string());
-                record.message = audit_message(&failure, full);
+                if let Some(message) = audit_message(&failure, full) {
+                    notes.push(message);
+                }
                 reply.status = failure.status;
                 reply.speech = failure.speech;
                 reply.error = Some(ErrorBody {
@@ -422,6 +522,9 @@ impl Dispatcher {
                     details: failure.details,
                 });
             }
+        }
+        if !notes.is_empty() {
+            record.message = Some(notes.join("; "));
         }
         reply.audit = self.audit(&record);
         reply
@@ -448,6 +551,10 @@ impl Context {
             skill: None,
             args: None,
             decision: None,
+            asking: None,
+            answered: None,
+            confirmed: false,
+            notes: Vec::new(),
         }
     }
 }

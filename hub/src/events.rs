@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use hark_skill_sdk::Reply;
 use hark_skills_builtin::EffectError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -148,6 +149,12 @@ pub trait Route: Send + Sync + std::fmt::Debug {
     /// protocol retains it on `<prefix>/timers/<sat>`. Most have no such place.
     fn timers(&self, _satellite: &str, _timers: &Value, _outbox: &Outbox) {}
 
+    /// Sends a reply that no request is waiting for: the late answer to a
+    /// request asked earlier (a question of a sensitive skill that expired
+    /// unanswered), addressed by that request's id. Dropped where the
+    /// protocol has no way to say it (the default).
+    fn reply(&self, _satellite: &str, _reply: &Reply, _outbox: &Outbox) {}
+
     fn satellite_sound(&self) -> SatelliteSound {
         SatelliteSound::ByName
     }
@@ -209,6 +216,16 @@ impl Outbox {
             Some(route) => route.event(&event, self),
             None => tracing::debug!(satellite = %event.satellite, protocol = %event.protocol,
                 event = event.kind(), "no route for this protocol; event not sent"),
+        }
+    }
+
+    /// Hands a late reply to its protocol's route ([`Route::reply`]).
+    pub fn reply(&self, protocol: Protocol, satellite: &str, reply: &Reply) {
+        match self.route(protocol) {
+            Some(route) => route.reply(satellite, reply, self),
+            None => {
+                tracing::debug!(satellite, %protocol, "no route for this protocol; reply not sent")
+            }
         }
     }
 

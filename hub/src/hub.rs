@@ -16,6 +16,7 @@ use crate::admission::Admission;
 use crate::audio::AudioOut;
 use crate::audit::{self, Audit, AuditLog};
 use crate::config::{Broker, Config};
+use crate::confirm::Confirmations;
 use crate::dispatch::Dispatcher;
 use crate::effects::secrets::SecretStore;
 use crate::effects::{Env, Services};
@@ -112,11 +113,16 @@ pub fn assemble(config: &Config) -> Result<Assembly, HubError> {
     )?;
     let env = Arc::new(Env {
         tier: config.tier,
-        audit: audit_log,
+        audit: audit_log.clone(),
         services: Services {
             timers: timers.clone(),
             playback,
             inflight: Arc::new(InFlight::default()),
+            confirmations: Arc::new(Confirmations::new(
+                &config.confirm,
+                audit_log.clone(),
+                outbox.clone(),
+            )),
             outbox: outbox.clone(),
             topics: topics.clone(),
             secrets: Arc::new(SecretStore::new(config.state_dir.join("secrets.toml"))),

@@ -46,6 +46,7 @@ pub mod broker;
 mod builtin_host;
 pub mod cli;
 pub mod config;
+pub mod confirm;
 mod dispatch;
 pub mod effects;
 pub mod events;

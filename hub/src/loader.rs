@@ -479,6 +479,7 @@ mod tests {
             [
                 "audio.play",
                 "system.cancel",
+                "system.confirm",
                 "timer.add",
                 "timer.cancel",
                 "timer.list",

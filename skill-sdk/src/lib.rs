@@ -45,7 +45,7 @@ pub mod prelude {
 }
 
 pub use manifest::{Limits, Manifest, ManifestProblem, Permission, Risk};
-pub use wire::{ErrorBody, ErrorCode, Intent, Reply, SkillReply, Status, Violation};
+pub use wire::{ConfirmBody, ErrorBody, ErrorCode, Intent, Reply, SkillReply, Status, Violation};
 
 /// The sandbox ABI version this SDK speaks (SPEC §5).
 pub const ABI_VERSION: u32 = 1;

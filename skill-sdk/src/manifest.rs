@@ -41,7 +41,21 @@ pub struct Manifest {
     pub sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
+    /// Sensitive: the hub asks the satellite for a yes before each call (SPEC §8.1).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub confirm: bool,
+    /// The question asked before a sensitive call, with `{arg}` placeholders
+    /// filled from the call's args ("Unlock the {door}?").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm_prompt: Option<String>,
 }
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Longest `confirm_prompt`, in characters.
+pub const MAX_CONFIRM_PROMPT: usize = 200;
 
 /// Per-skill limits; they may only tighten the hub's own.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +151,11 @@ impl Manifest {
                 );
             }
         }
+        if let Some(prompt) = &self.confirm_prompt {
+            if let Err(message) = check_confirm_prompt(prompt) {
+                problem("confirm_prompt", message);
+            }
+        }
         if let Some(limits) = &self.limits {
             if limits.timeout_ms == Some(0) {
                 problem("limits.timeout_ms", "must be at least 1".to_string());
@@ -155,6 +174,33 @@ impl Manifest {
             .filter_map(|p| Permission::parse(p).ok())
             .collect()
     }
+}
+
+/// A confirmation question: 1 to [`MAX_CONFIRM_PROMPT`] characters, each
+/// `{` opening a placeholder of an arg name (`[A-Za-z0-9_]+`) closed by `}`.
+pub fn check_confirm_prompt(prompt: &str) -> Result<(), String> {
+    let chars = prompt.chars().count();
+    if prompt.trim().is_empty() || chars > MAX_CONFIRM_PROMPT {
+        return Err(format!(
+            "must be 1 to {MAX_CONFIRM_PROMPT} characters, got {chars}"
+        ));
+    }
+    let mut rest = prompt;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            return Err("a '{' is never closed; write placeholders as {arg}".to_string());
+        };
+        let name = &after[..close];
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!(
+                "\"{{{name}}}\" is not a placeholder; use {{arg}} with the name of an arg \
+                 (letters, digits, '_')"
+            ));
+        }
+        rest = &after[close + 1..];
+    }
+    Ok(())
 }
 
 /// `[a-z0-9_]+(\.[a-z0-9_]+)*`, at most [`MAX_NAME_LEN`] bytes.

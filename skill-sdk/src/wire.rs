@@ -57,6 +57,8 @@ pub enum Status {
     Timeout,
     Error,
     Busy,
+    /// A sensitive skill waits for a yes (`Reply::confirm` says how to give it).
+    Confirm,
 }
 
 impl Status {
@@ -69,6 +71,7 @@ impl Status {
             Status::Timeout => "timeout",
             Status::Error => "error",
             Status::Busy => "busy",
+            Status::Confirm => "confirm",
         }
     }
 }
@@ -170,6 +173,9 @@ error_codes! {
     /// Several timers could be meant; the speech asks which ("Which timer:
     /// pasta or tea?").
     AmbiguousTimer = "ambiguous_timer" => Invalid,
+    /// `system.confirm` with nothing of this satellite's waiting (none asked,
+    /// already answered, expired, or another satellite's token).
+    NoConfirmation = "no_confirmation" => Invalid,
     /// The satellite has no timer of that label, or none at all.
     NoTimer = "no_timer" => Invalid,
     /// The timer is already as asked: pausing a paused one, resuming a running one.
@@ -238,6 +244,17 @@ pub struct Reply {
     pub audit: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub elapsed_ms: Option<f64>,
+    /// With `status: "confirm"`: how to say yes (`system.confirm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<ConfirmBody>,
+}
+
+/// A question waiting for its answer: `system.confirm` with this `token`
+/// (or none: the satellite's newest) within `expires_s` seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmBody {
+    pub token: String,
+    pub expires_s: u64,
 }
 
 #[cfg(test)]
@@ -261,6 +278,7 @@ mod tests {
             }),
             audit: Some(7),
             elapsed_ms: None,
+            confirm: None,
         };
         let value = serde_json::to_value(&reply).unwrap();
         assert_eq!(
@@ -280,6 +298,7 @@ mod tests {
             (Status::Timeout, "timeout"),
             (Status::Error, "error"),
             (Status::Busy, "busy"),
+            (Status::Confirm, "confirm"),
         ] {
             assert_eq!(serde_json::to_value(status).unwrap(), json!(name));
             assert_eq!(status.as_str(), name);

@@ -1,12 +1,14 @@
 //! `system.cancel`: stop what the asking satellite has going.
 //!
 //! With no args it stops the satellite's playback (a ringing alarm included)
-//! and its in-flight skill calls, the "stop!" a person shouts at a speaker.
+//! and its in-flight skill calls, the "stop!" a person shouts at a speaker,
+//! and answers no to any question a sensitive skill is waiting on.
 //! Timers are only cancelled when asked for by name, so a stray "stop" never
 //! silently loses the pasta timer.
 
 use serde_json::json;
 
+use crate::confirm::DECLINED;
 use crate::timer::cancel::{cancel_all, cancel_one, ids_of};
 use crate::{BuiltinError, BuiltinSkill, Host, Intent, SkillReply};
 
@@ -43,7 +45,11 @@ impl BuiltinSkill for SystemCancel {
                 let ids: Vec<String> = timers.iter().map(|t| t.id.clone()).collect();
                 let cancelled = host.cancel_timers(sat, &ids)?;
                 let speech = if stopped.playbacks + stopped.calls + cancelled.len() == 0 {
-                    "There's nothing to cancel.".to_string()
+                    if stopped.confirmations > 0 {
+                        DECLINED.to_string()
+                    } else {
+                        "There's nothing to cancel.".to_string()
+                    }
                 } else if cancelled.is_empty() {
                     "Stopped.".to_string()
                 } else {
@@ -51,7 +57,7 @@ impl BuiltinSkill for SystemCancel {
                 };
                 Ok(SkillReply::speech(speech).with_data(json!({
                     "playbacks": stopped.playbacks, "calls": stopped.calls,
-                    "timers": ids_of(&cancelled),
+                    "confirmations": stopped.confirmations, "timers": ids_of(&cancelled),
                 })))
             }
             // "activity" and "playback": what is making noise or working now.
@@ -59,6 +65,9 @@ impl BuiltinSkill for SystemCancel {
                 let stopped = host.stop_activity(sat, &intent.id);
                 let speech = if stopped.playbacks + stopped.calls > 0 {
                     "Stopped.".to_string()
+                } else if stopped.confirmations > 0 {
+                    // "Unlock the door?" "Cancel!"
+                    DECLINED.to_string()
                 } else {
                     match host.timers(sat).len() {
                         0 => "There's nothing to stop.".to_string(),
@@ -71,7 +80,8 @@ impl BuiltinSkill for SystemCancel {
                     }
                 };
                 Ok(SkillReply::speech(speech).with_data(json!({
-                    "playbacks": stopped.playbacks, "calls": stopped.calls, "timers": [],
+                    "playbacks": stopped.playbacks, "calls": stopped.calls,
+                    "confirmations": stopped.confirmations, "timers": [],
                 })))
             }
         }
@@ -119,6 +129,16 @@ mod tests {
         assert_eq!(speech(&host, json!({})), "Stopped.");
         assert!(host.playing.borrow().is_empty());
         assert_eq!(host.timers("kitchen").len(), 1);
+    }
+
+    #[test]
+    fn cancel_answers_no_to_a_waiting_question() {
+        let host = FakeHost::default();
+        host.asking
+            .borrow_mut()
+            .push(("kitchen".into(), "c-1".into()));
+        assert_eq!(speech(&host, json!({})), DECLINED);
+        assert!(host.asking.borrow().is_empty());
     }
 
     #[test]

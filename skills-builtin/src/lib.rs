@@ -21,6 +21,7 @@ pub use hark_skill_sdk::{ErrorCode, Intent, Manifest, SkillReply};
 
 pub mod audio;
 pub mod cancel;
+pub mod confirm;
 pub mod duration;
 pub mod timer;
 
@@ -85,6 +86,19 @@ pub struct PlaybackView {
 pub struct Stopped {
     pub playbacks: usize,
     pub calls: usize,
+    /// Questions that were waiting for a yes (`system.confirm`), now answered no.
+    pub confirmations: usize,
+}
+
+/// What became of a `system.confirm` answer ([`Host::answer_confirmation`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answered {
+    /// Nothing of this satellite's was waiting under that token (or at all).
+    Nothing,
+    /// The call asked about will not run.
+    Declined { token: String },
+    /// The call asked about runs now; its reply is the answer.
+    Confirmed { token: String },
 }
 
 /// A refusal or failure of one of the [`Host`]'s effects, in words a person
@@ -134,6 +148,9 @@ pub trait Host {
     /// Stops the satellite's playback and its in-flight skill calls other than
     /// `request_id` (the cancel request itself).
     fn stop_activity(&self, satellite: &str, request_id: &str) -> Stopped;
+    /// Answers the satellite's question waiting for a yes (a sensitive
+    /// call): the one of `token`, else its newest.
+    fn answer_confirmation(&self, satellite: &str, token: Option<&str>, yes: bool) -> Answered;
 }
 
 /// Why a built-in skill did not succeed. (A WebAssembly skill answers the
@@ -212,6 +229,7 @@ pub fn all() -> Vec<Box<dyn BuiltinSkill>> {
         Box::new(timer::change::TimerSubtract),
         Box::new(timer::cancel::TimerCancel),
         Box::new(cancel::SystemCancel),
+        Box::new(confirm::SystemConfirm),
         Box::new(audio::AudioPlay),
     ]
 }
@@ -246,6 +264,8 @@ pub(crate) mod testing {
         pub played: RefCell<Vec<(String, String, Target, f32)>>,
         pub playing: RefCell<Vec<String>>,
         pub calls: RefCell<usize>,
+        /// Questions waiting: (satellite, token).
+        pub asking: RefCell<Vec<(String, String)>>,
     }
 
     impl Host for FakeHost {
@@ -361,9 +381,28 @@ pub(crate) mod testing {
             let mut playing = self.playing.borrow_mut();
             let before = playing.len();
             playing.retain(|s| s != satellite);
+            let mut asking = self.asking.borrow_mut();
+            let waiting = asking.len();
+            asking.retain(|(s, _)| s != satellite);
             Stopped {
                 playbacks: before - playing.len(),
                 calls: *self.calls.borrow(),
+                confirmations: waiting - asking.len(),
+            }
+        }
+        fn answer_confirmation(&self, satellite: &str, token: Option<&str>, yes: bool) -> Answered {
+            let mut asking = self.asking.borrow_mut();
+            let Some(at) = asking
+                .iter()
+                .rposition(|(s, t)| s == satellite && token.is_none_or(|token| token == t))
+            else {
+                return Answered::Nothing;
+            };
+            let (_, token) = asking.remove(at);
+            if yes {
+                Answered::Confirmed { token }
+            } else {
+                Answered::Declined { token }
             }
         }
     }

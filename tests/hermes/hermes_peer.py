@@ -3,7 +3,8 @@
 Reads one JSON command per line on stdin and writes one JSON answer per line
 on stdout. It BUILDS the messages Rhasspy sends (NluIntent,
 NluIntentNotRecognized, AudioPlayFinished) with the library's own classes and
-`to_json()`, and READS the hub's answers (DialogueEndSession, TtsSay,
+`to_json()`, and READS the hub's answers (DialogueEndSession,
+DialogueContinueSession, TtsSay,
 AudioPlayBytes) with `Class.from_dict(json.loads(...))`, so a field the hub
 names wrongly or leaves out fails here the way it would fail in Rhasspy.
 (`from_json` is avoided: with the dataclasses-json some installs pin, it
@@ -20,7 +21,7 @@ import traceback
 import wave
 
 from rhasspyhermes.audioserver import AudioPlayBytes, AudioPlayFinished
-from rhasspyhermes.dialogue import DialogueEndSession
+from rhasspyhermes.dialogue import DialogueContinueSession, DialogueEndSession
 from rhasspyhermes.intent import Intent, Slot
 from rhasspyhermes.nlu import NluIntent, NluIntentNotRecognized
 from rhasspyhermes.tts import TtsSay
@@ -67,6 +68,17 @@ def read_end_session(c):
     return {"sessionId": m.session_id, "text": m.text, "customData": m.custom_data}
 
 
+def read_continue_session(c):
+    m = DialogueContinueSession.from_dict(json.loads(c["payload"]))
+    return {
+        "sessionId": m.session_id,
+        "text": m.text,
+        "intentFilter": m.intent_filter,
+        "customData": m.custom_data,
+        "sendIntentNotRecognized": m.send_intent_not_recognized,
+    }
+
+
 def read_tts_say(c):
     m = TtsSay.from_dict(json.loads(c["payload"]))
     return {
@@ -101,6 +113,7 @@ OPS = {
     "not_recognized": not_recognized,
     "play_finished": play_finished,
     "read_end_session": read_end_session,
+    "read_continue_session": read_continue_session,
     "read_tts_say": read_tts_say,
     "read_play_bytes": read_play_bytes,
 }

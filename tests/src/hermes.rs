@@ -65,6 +65,12 @@ impl Peer {
         self.call(json!({"op": "read_end_session", "payload": utf8(payload)}))
     }
 
+    /// The hub's continueSession as `DialogueContinueSession` reads it:
+    /// `{"sessionId", "text", "intentFilter", "customData", "sendIntentNotRecognized"}`.
+    pub fn read_continue_session(&mut self, payload: &[u8]) -> Value {
+        self.call(json!({"op": "read_continue_session", "payload": utf8(payload)}))
+    }
+
     /// The hub's tts/say as `TtsSay` reads it.
     pub fn read_tts_say(&mut self, payload: &[u8]) -> Value {
         self.call(json!({"op": "read_tts_say", "payload": utf8(payload)}))
@@ -138,6 +144,7 @@ impl Rhasspy {
         };
         for filter in [
             "hermes/dialogueManager/endSession",
+            "hermes/dialogueManager/continueSession",
             "hermes/tts/say",
             "hermes/audioServer/+/playBytes/#",
         ] {
@@ -193,6 +200,19 @@ impl Rhasspy {
         })
         .await
         .unwrap_or_else(|| panic!("no endSession for session {session_id} within {PATIENCE:?}"))
+        .1
+    }
+
+    /// The raw continueSession that keeps `session_id` open for an answer.
+    pub async fn continue_session(&mut self, session_id: &str) -> Vec<u8> {
+        self.wait_for(PATIENCE, |topic, payload| {
+            topic == "hermes/dialogueManager/continueSession"
+                && field(payload, "sessionId") == Some(session_id.to_string())
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!("no continueSession for session {session_id} within {PATIENCE:?}")
+        })
         .1
     }
 

@@ -840,7 +840,7 @@ fn mutated_hermes_messages_are_each_audited_once_and_leave_no_session_open() {
     let adapter = Adapter::new(
         assembly.dispatcher.clone(),
         assembly.outbox.clone(),
-        config.hermes.intents.clone(),
+        &config.hermes,
         config.mqtt.max_payload,
     );
     let mut peer = Peer::start();

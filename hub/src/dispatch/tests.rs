@@ -673,6 +673,7 @@ fn with_broken_sound(t: &TestEnv) -> Arc<Env> {
             timers: s.timers.clone(),
             playback: PlaybackService::new(out, Some(media), s.outbox.clone()),
             inflight: s.inflight.clone(),
+            confirmations: s.confirmations.clone(),
             outbox: s.outbox.clone(),
             topics: s.topics.clone(),
             secrets: s.secrets.clone(),
@@ -703,4 +704,46 @@ async fn a_sound_file_that_is_not_a_wav_is_unplayable() {
     let record = record_of(&t, "r-1");
     assert_eq!(record["status"], "error");
     assert_eq!(record["code"], "sound_unplayable");
+}
+
+// ---- confirmation: a manifest that asks first ----
+
+#[tokio::test]
+async fn a_skill_whose_manifest_says_confirm_asks_its_prompt_and_a_yes_runs_it() {
+    use hark_skills_builtin::confirm::SystemConfirm;
+    let t = TestEnv::new("dispatch-confirm", Tier::Paranoid);
+    let mut set = builtin(&t, Box::new(TimerSet), None);
+    let mut info = (*set.info).clone();
+    info.manifest.confirm = true;
+    info.manifest.confirm_prompt = Some("Set a {label} timer for {duration}?".into());
+    set.info = Arc::new(info);
+    let d = dispatcher(&t, vec![set, builtin(&t, Box::new(SystemConfirm), None)]);
+
+    let asked = d.handle(pasta()).await;
+    assert_eq!(asked.status, Status::Confirm, "{asked:?}");
+    assert_eq!(
+        asked.speech.as_deref(),
+        Some("Set a pasta timer for 5 minutes?")
+    );
+    let token = asked.confirm.clone().expect("a token").token;
+    assert_eq!(record_of(&t, "r-1")["status"], "confirm");
+    assert!(t.env.services.timers.is_empty(), "nothing ran yet");
+
+    // Another satellite's yes, even naming the token, is nothing to confirm.
+    let mut stranger = request(
+        "r-2",
+        "system.confirm",
+        json!({"answer": "yes", "token": token}),
+    );
+    stranger.satellite = "hall".into();
+    let refused = d.handle(stranger).await;
+    assert_eq!(code(&refused), &ErrorCode::NoConfirmation, "{refused:?}");
+
+    let ran = d
+        .handle(request("r-3", "system.confirm", json!({"answer": "yes"})))
+        .await;
+    assert_eq!(ran.id.as_deref(), Some("r-1"), "the asking request's id");
+    assert_eq!(ran.status, Status::Ok, "{ran:?}");
+    assert_eq!(t.env.services.timers.len(), 1);
+    assert!(t.env.services.confirmations.is_empty());
 }

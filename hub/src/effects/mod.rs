@@ -30,6 +30,7 @@ use hark_skill_sdk::manifest::topic_matches;
 use hark_skills_builtin::{EffectError, PlaybackView, Target, TimerView};
 
 use crate::audit::{self, Audit};
+use crate::confirm::{Confirmations, Question};
 use crate::events::{Message, Outbox, Protocol};
 use crate::inflight::InFlight;
 use crate::playback::PlaybackService;
@@ -59,6 +60,8 @@ pub struct Services {
     pub timers: Arc<TimerService>,
     pub playback: Arc<PlaybackService>,
     pub inflight: Arc<InFlight>,
+    /// Sensitive calls waiting for their satellite's yes.
+    pub confirmations: Arc<Confirmations>,
     pub outbox: Outbox,
     /// The hub's own topics, which no skill may publish to.
     pub topics: Topics,
@@ -341,6 +344,20 @@ impl Effects {
             .cancel_satellite(&self.satellite, &self.request_id)
     }
 
+    /// Answers no to the satellite's questions waiting for a yes (their
+    /// calls never run); returns how many. Like [`Effects::stop_calls`],
+    /// not a gated effect: it closes only the person's own questions, and
+    /// only built-ins can ask for it.
+    pub fn cancel_questions(&mut self) -> usize {
+        self.env.services.confirmations.cancel(&self.satellite)
+    }
+
+    /// Takes the satellite's question of `token` (else its newest) for the
+    /// dispatcher to answer: a yes runs its call, a no closes it.
+    pub fn take_question(&mut self, token: Option<&str>) -> Option<Question> {
+        self.env.services.confirmations.take(&self.satellite, token)
+    }
+
     /// The value under `key` in the skill's store (`kv`).
     pub fn kv_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, Refused<KvError>> {
         self.allow(&Permission::Kv)?;
@@ -582,10 +599,16 @@ pub(crate) mod testing {
             let limits = TimerLimits::default();
             let timers =
                 TimerService::open(&dir, limits, outbox.clone(), ringer, audit.clone()).unwrap();
+            let confirmations = Arc::new(Confirmations::new(
+                &crate::config::ConfirmConfig::default(),
+                audit.clone(),
+                outbox.clone(),
+            ));
             let services = Services {
                 timers,
                 playback,
                 inflight: Arc::default(),
+                confirmations,
                 outbox,
                 topics,
                 secrets: Arc::new(SecretStore::new(dir.join("secrets.toml"))),

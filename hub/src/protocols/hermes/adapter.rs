@@ -17,7 +17,8 @@ use crate::protocols::{Accepted, Inbound, Job, Sending};
 use crate::request::{Failure, Known, MAX_ID_LEN, Rejected, Request};
 
 use super::PROTOCOL;
-use super::answer::{EndSession, PlayFinished, TtsSay};
+use super::answer::{ContinueSession, EndSession, PlayFinished, TtsSay};
+use super::config::HermesConfig;
 use super::mapping;
 use super::nlu::{Envelope, NluIntent, Problem};
 use super::topics::{self, Incoming};
@@ -79,22 +80,35 @@ struct Shared {
     dispatcher: Arc<Dispatcher>,
     outbox: Outbox,
     intents: BTreeMap<String, String>,
+    /// The intents that answer a question (`hermes.confirm_yes`/`_no`).
+    confirm: mapping::ConfirmIntents,
+    /// What Rhasspy may hear while a question waits (`intentFilter`).
+    confirm_filter: Vec<String>,
     max_payload: usize,
     next_id: AtomicU64,
 }
+
+/// Request ids of messages outside a session start with this (there is
+/// no session to end when their late answer comes).
+pub const SESSIONLESS_PREFIX: &str = "hermes-";
 
 impl Adapter {
     pub fn new(
         dispatcher: Arc<Dispatcher>,
         outbox: Outbox,
-        intents: BTreeMap<String, String>,
+        config: &HermesConfig,
         max_payload: usize,
     ) -> Adapter {
         Adapter {
             shared: Arc::new(Shared {
                 dispatcher,
                 outbox,
-                intents,
+                intents: config.intents.clone(),
+                confirm: mapping::ConfirmIntents {
+                    yes: config.confirm_yes.clone(),
+                    no: config.confirm_no.clone(),
+                },
+                confirm_filter: config.confirm_intents(),
                 max_payload,
                 next_id: AtomicU64::new(1),
             }),
@@ -261,7 +275,7 @@ impl MessageJob {
             None => self.hermes.new_id(),
         };
         answer.request_id = Some(id.clone());
-        match mapping::request(&nlu, &self.hermes.intents, &id) {
+        match mapping::request(&nlu, &self.hermes.intents, &self.hermes.confirm, &id) {
             Ok(request) => {
                 self.answer = answer;
                 self.intent = Some(nlu.intent_name);
@@ -360,10 +374,24 @@ impl Shared {
     }
 
     /// `endSession` when there is a session (always: a session is never
-    /// left open), else `tts/say` to the site when there is something to say.
+    /// left open; a question of a sensitive skill `continueSession`s it,
+    /// listening for yes or no), else `tts/say` to the site when there is
+    /// something to say.
     fn answer_message(&self, answer: &AnswerTo, reply: &Reply) -> Option<Message> {
         let text = mapping::spoken(reply);
         if let Some(session_id) = &answer.session_id {
+            if reply.status == Status::Confirm {
+                return Some(
+                    ContinueSession {
+                        session_id: session_id.clone(),
+                        text: text.unwrap_or_default(),
+                        intent_filter: self.confirm_filter.clone(),
+                        custom_data: answer.custom_data.clone(),
+                        send_intent_not_recognized: false,
+                    }
+                    .message(),
+                );
+            }
             return Some(
                 EndSession {
                     session_id: session_id.clone(),
@@ -384,7 +412,10 @@ impl Shared {
 
     /// A request id for a message without a session.
     fn new_id(&self) -> String {
-        format!("hermes-{}", self.next_id.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "{SESSIONLESS_PREFIX}{}",
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
     }
 }
 

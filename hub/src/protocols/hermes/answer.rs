@@ -34,6 +34,29 @@ impl EndSession {
     }
 }
 
+/// `hermes/dialogueManager/continueSession`: says `text` (a question) and
+/// keeps the session open for one of `intentFilter`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContinueSession {
+    pub session_id: String,
+    pub text: String,
+    pub intent_filter: Vec<String>,
+    #[serde(default)]
+    pub custom_data: Value,
+    pub send_intent_not_recognized: bool,
+}
+
+impl ContinueSession {
+    pub fn message(&self) -> Message {
+        Message {
+            topic: topics::CONTINUE_SESSION.to_string(),
+            payload: serde_json::to_vec(self).expect("continueSession serializes"),
+            retain: false,
+        }
+    }
+}
+
 /// `hermes/tts/say`: speak `text` on `siteId`, outside any session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -14,6 +14,8 @@ use crate::config::{ConfigError, invalid};
 pub struct RawHermes {
     pub enabled: bool,
     pub intents: BTreeMap<String, String>,
+    pub confirm_yes: Option<String>,
+    pub confirm_no: Option<String>,
 }
 
 /// The section as the hub runs on it.
@@ -22,6 +24,24 @@ pub struct HermesConfig {
     pub enabled: bool,
     /// Rhasspy intent name -> skill name.
     pub intents: BTreeMap<String, String>,
+    /// The Rhasspy intents that answer a question of a sensitive skill:
+    /// `system.confirm` with `answer` yes or no (SPEC §8.1).
+    pub confirm_yes: String,
+    pub confirm_no: String,
+}
+
+impl HermesConfig {
+    /// What Rhasspy may hear while a question waits (`intentFilter`): the
+    /// yes and no intents, and any other mapped to `system.confirm`.
+    pub fn confirm_intents(&self) -> Vec<String> {
+        let mut names = vec![self.confirm_yes.clone(), self.confirm_no.clone()];
+        for (name, skill) in &self.intents {
+            if skill == crate::confirm::CONFIRM && !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
+    }
 }
 
 impl RawHermes {
@@ -44,9 +64,39 @@ impl RawHermes {
                 )
             })?;
         }
+        let confirm_yes = self.confirm_yes.unwrap_or_else(|| "Yes".to_string());
+        let confirm_no = self.confirm_no.unwrap_or_else(|| "No".to_string());
+        for (key, name) in [
+            ("hermes.confirm_yes", &confirm_yes),
+            ("hermes.confirm_no", &confirm_no),
+        ] {
+            if name.is_empty() || name.chars().count() > 64 {
+                return Err(invalid(
+                    key,
+                    "must be a Rhasspy intent name of 1 to 64 characters",
+                ));
+            }
+            if let Some(skill) = self.intents.get(name) {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "\"{name}\" is also mapped to {skill} in [hermes.intents]; an intent \
+                         that answers a question cannot also run a skill"
+                    ),
+                ));
+            }
+        }
+        if confirm_yes == confirm_no {
+            return Err(invalid(
+                "hermes.confirm_no",
+                format!("\"{confirm_no}\" is also hermes.confirm_yes; yes and no need two intents"),
+            ));
+        }
         Ok(HermesConfig {
             enabled: self.enabled,
             intents: self.intents,
+            confirm_yes,
+            confirm_no,
         })
     }
 }

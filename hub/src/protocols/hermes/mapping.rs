@@ -18,8 +18,18 @@ pub fn skill_for<'a>(intent_name: &'a str, intents: &'a BTreeMap<String, String>
     intents.get(intent_name).map_or(intent_name, String::as_str)
 }
 
+/// The Rhasspy intents that answer a question of a sensitive skill
+/// (`hermes.confirm_yes`, `hermes.confirm_no`).
+#[derive(Debug, Clone, Default)]
+pub struct ConfirmIntents {
+    pub yes: String,
+    pub no: String,
+}
+
 /// The request for `nlu`, with request id `id`, from satellite `siteId`.
 ///
+/// - The yes and no intents become `system.confirm` with `answer` yes or
+///   no (their slots are ignored).
 /// - `slots[]` become `args`, keyed by `slotName` (else `entity`), valued by
 ///   `value.value` as it is (numbers stay numbers). A slot named twice
 ///   becomes an array of its values, in order, for the skill's schema to
@@ -31,8 +41,29 @@ pub fn skill_for<'a>(intent_name: &'a str, intents: &'a BTreeMap<String, String>
 pub fn request(
     nlu: &NluIntent,
     intents: &BTreeMap<String, String>,
+    confirm: &ConfirmIntents,
     id: &str,
 ) -> Result<Request, Problem> {
+    let answer = if nlu.intent_name == confirm.yes {
+        Some("yes")
+    } else if nlu.intent_name == confirm.no {
+        Some("no")
+    } else {
+        None
+    };
+    if let Some(answer) = answer {
+        let mut args = Map::new();
+        args.insert("answer".into(), Value::String(answer.into()));
+        return Ok(Request {
+            id: id.to_string(),
+            intent: crate::confirm::CONFIRM.to_string(),
+            args,
+            text: nlu.input.clone(),
+            confidence: nlu.confidence_score,
+            satellite: nlu.site_id.clone(),
+            protocol: PROTOCOL,
+        });
+    }
     let skill = skill_for(&nlu.intent_name, intents);
     let mut pairs = Vec::with_capacity(nlu.slots.len());
     for (i, slot) in nlu.slots.iter().enumerate() {
@@ -142,7 +173,7 @@ pub fn spoken(reply: &Reply) -> Option<String> {
         (Status::Busy, _) => "Sorry, I'm busy right now. Please ask again in a moment.".to_string(),
         (Status::Error, _) => "Sorry, something went wrong while doing that.".to_string(),
         (Status::Invalid, _) => "Sorry, I couldn't do that with what I heard.".to_string(),
-        (Status::Ok, _) => return None,
+        (Status::Ok | Status::Confirm, _) => return None,
     };
     Some(text)
 }
@@ -239,6 +270,30 @@ mod tests {
         }
     }
 
+    fn confirm() -> ConfirmIntents {
+        ConfirmIntents {
+            yes: "Yes".into(),
+            no: "No".into(),
+        }
+    }
+
+    #[test]
+    fn the_yes_and_no_intents_answer_a_question() {
+        for (name, answer) in [("Yes", "yes"), ("No", "no")] {
+            let request = native(
+                request(
+                    &nlu(name, vec![slot("x", json!(1))]),
+                    &intents(),
+                    &confirm(),
+                    "s-1",
+                )
+                .unwrap(),
+            );
+            assert_eq!(request["intent"], "system.confirm");
+            assert_eq!(request["args"], json!({"answer": answer}));
+        }
+    }
+
     fn intents() -> BTreeMap<String, String> {
         BTreeMap::from([("SetTimer".to_string(), "timer.set".to_string())])
     }
@@ -255,6 +310,7 @@ mod tests {
                     ],
                 ),
                 &intents(),
+                &confirm(),
                 "s-1",
             )
             .unwrap(),
@@ -273,6 +329,7 @@ mod tests {
             request(
                 &nlu("audio.play", vec![slot("volume", json!(0.5))]),
                 &intents(),
+                &confirm(),
                 "r",
             )
             .unwrap(),
@@ -294,6 +351,7 @@ mod tests {
                     ],
                 ),
                 &intents(),
+                &confirm(),
                 "r",
             )
             .unwrap(),
@@ -310,7 +368,7 @@ mod tests {
     }
 
     fn request_of(slots: Vec<Slot>) -> Value {
-        native(request(&nlu("X", slots), &intents(), "r").unwrap())
+        native(request(&nlu("X", slots), &intents(), &confirm(), "r").unwrap())
     }
 
     #[test]
@@ -320,6 +378,7 @@ mod tests {
         let problem = request(
             &nlu("SetTimer", vec![slot("label", json!("x")), bad]),
             &intents(),
+            &confirm(),
             "r",
         )
         .unwrap_err();
@@ -342,6 +401,7 @@ mod tests {
                     ],
                 ),
                 &intents(),
+                &confirm(),
                 "r",
             )
             .unwrap(),
@@ -358,7 +418,7 @@ mod tests {
     }
 
     fn request_of_timer(slots: Vec<Slot>) -> Value {
-        native(request(&nlu("SetTimer", slots), &intents(), "r").unwrap())
+        native(request(&nlu("SetTimer", slots), &intents(), &confirm(), "r").unwrap())
     }
 
     #[test]
@@ -424,6 +484,7 @@ mod tests {
             }),
             audit: Some(1),
             elapsed_ms: Some(0.1),
+            confirm: None,
         }
     }
 

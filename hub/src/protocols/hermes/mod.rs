@@ -22,7 +22,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hark_skill_sdk::ErrorCode;
+use hark_skill_sdk::{ErrorCode, Reply};
 use hark_skills_builtin::EffectError;
 
 use crate::audio::Clip;
@@ -68,7 +68,7 @@ pub fn start(setup: &Setup) -> Result<Option<Arc<dyn super::Adapter>>, HubError>
     Ok(Some(Arc::new(Adapter::new(
         setup.dispatcher.clone(),
         setup.outbox.clone(),
-        hermes.intents.clone(),
+        hermes,
         max_payload,
     ))))
 }
@@ -138,6 +138,29 @@ impl Route for Events {
             None => tracing::debug!(satellite = %event.satellite, event = event.kind(),
                 "no Hermes form for this event; not sent"),
         }
+    }
+
+    /// The late answer to a request (a question that expired): ends its
+    /// session, saying the reply's words; outside a session, `tts/say`s them.
+    fn reply(&self, satellite: &str, reply: &Reply, outbox: &Outbox) {
+        let text = mapping::spoken(reply);
+        let Some(id) = reply.id.as_deref() else {
+            return;
+        };
+        let message = if id.starts_with(adapter::SESSIONLESS_PREFIX) {
+            match text {
+                Some(text) => answer::TtsSay::new(&text, satellite, id).message(),
+                None => return,
+            }
+        } else {
+            answer::EndSession {
+                session_id: id.to_string(),
+                text,
+                custom_data: serde_json::Value::Null,
+            }
+            .message()
+        };
+        outbox.publish_event(satellite, message);
     }
 
     fn satellite_sound(&self) -> SatelliteSound {

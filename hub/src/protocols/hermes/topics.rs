@@ -9,6 +9,8 @@ pub const NOT_RECOGNIZED: &str = "hermes/nlu/intentNotRecognized";
 pub const PLAY_FINISHED_FILTER: &str = "hermes/audioServer/+/playFinished";
 /// Where the hub ends a dialogue session with its answer.
 pub const END_SESSION: &str = "hermes/dialogueManager/endSession";
+/// Where the hub asks a question and keeps the session open for its answer.
+pub const CONTINUE_SESSION: &str = "hermes/dialogueManager/continueSession";
 /// Where the hub speaks outside a session.
 pub const TTS_SAY: &str = "hermes/tts/say";
 

@@ -450,6 +450,7 @@ mod tests {
             }),
             audit: Some(88),
             elapsed_ms: Some(0.07),
+            confirm: None,
         };
         let written: Value = serde_json::from_slice(&encode_reply(&reply)).unwrap();
         assert_eq!(

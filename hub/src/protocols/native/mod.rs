@@ -78,6 +78,17 @@ impl Route for Events {
         };
         outbox.publish_event(satellite, message);
     }
+
+    /// On `<prefix>/reply/<sat>`, like any reply.
+    fn reply(&self, satellite: &str, reply: &Reply, outbox: &Outbox) {
+        log_reply("native", satellite, reply);
+        let message = Message {
+            topic: self.topics.reply(satellite),
+            payload: codec::encode_reply(reply),
+            retain: false,
+        };
+        outbox.publish_event(satellite, message);
+    }
 }
 
 #[derive(Debug)]
