@@ -102,6 +102,7 @@ pub struct RawAudit {
 #[serde(deny_unknown_fields, default)]
 pub struct RawAudio {
     pub backend: Option<String>,
+    pub alarm_max_s: Option<u64>,
     pub media_dir: String,
 }
 
@@ -227,6 +228,8 @@ pub struct SkillsConfig {
 pub struct AudioConfig {
     pub backend: AudioBackend,
     pub media_dir: Option<PathBuf>,
+    /// How long a finished timer's alarm rings unless stopped.
+    pub alarm_max: std::time::Duration,
 }
 
 /// The validated configuration the hub runs on.
@@ -345,6 +348,15 @@ impl RawConfig {
         };
         let media_dir =
             (!self.audio.media_dir.is_empty()).then(|| PathBuf::from(self.audio.media_dir));
+        let alarm_max = match self.audio.alarm_max_s.unwrap_or(300) {
+            s @ 1..=3600 => std::time::Duration::from_secs(s),
+            s => {
+                return Err(invalid(
+                    "audio.alarm_max_s",
+                    format!("{s} is outside 1..=3600 seconds"),
+                ));
+            }
+        };
 
         let hermes = self.hermes.validate(&mqtt.prefix)?;
         let wyoming = self.wyoming.validate()?;
@@ -357,7 +369,11 @@ impl RawConfig {
             trust_keys: self.trust.keys,
             grants,
             audit_path,
-            audio: AudioConfig { backend, media_dir },
+            audio: AudioConfig {
+                backend,
+                media_dir,
+                alarm_max,
+            },
             hermes,
             wyoming,
             timers: self.timers.validate()?,
@@ -619,6 +635,21 @@ mod tests {
                 "grants.lights",
             ),
             ("[audio]\nbackend = \"pulse\"", "audio.backend"),
+            ("[audio]\nalarm_max_s = 0", "audio.alarm_max_s"),
+            ("[audio]\nalarm_max_s = 3601", "audio.alarm_max_s"),
+            ("[confirm]\ntimeout_s = 0", "confirm.timeout_s"),
+            ("[confirm]\ntimeout_s = 301", "confirm.timeout_s"),
+            ("[confirm]\nskills = [\"Lights!\"]", "confirm.skills[0]"),
+            (
+                "[confirm]\nskills = [\"system.confirm\"]",
+                "confirm.skills[0]",
+            ),
+            ("[hermes]\nconfirm_yes = \"\"", "hermes.confirm_yes"),
+            ("[hermes]\nconfirm_no = \"Yes\"", "hermes.confirm_no"),
+            (
+                "[hermes]\nconfirm_yes = \"Sure\"\n[hermes.intents]\nSure = \"timer.set\"",
+                "hermes.confirm_yes",
+            ),
             (
                 "[hermes.intents]\nSetTimer = \"Timer Set\"",
                 "hermes.intents.SetTimer",

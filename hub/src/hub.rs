@@ -108,7 +108,10 @@ pub fn assemble(config: &Config) -> Result<Assembly, HubError> {
         &config.state_dir,
         config.timers,
         outbox.clone(),
-        Box::new(AlarmRinger(playback.clone())),
+        Box::new(AlarmRinger {
+            playback: playback.clone(),
+            ring_for: config.audio.alarm_max,
+        }),
         audit_log.clone(),
     )?;
     let env = Arc::new(Env {

@@ -87,6 +87,37 @@ impl PlaybackService {
         target: Target,
         volume: f32,
     ) -> Result<PlaybackView, EffectError> {
+        self.start(satellite, protocol, sound, target, volume, None)
+    }
+
+    /// Rings the alarm on the hub's speaker for `satellite`, over and over,
+    /// until the satellite stops it (`system.cancel`), another sound takes
+    /// the speaker, or `ring_for` has passed (`audio.alarm_max_s`).
+    pub fn ring(
+        self: &Arc<Self>,
+        satellite: &str,
+        protocol: Protocol,
+        ring_for: Duration,
+    ) -> Result<PlaybackView, EffectError> {
+        self.start(
+            satellite,
+            protocol,
+            "alarm",
+            Target::Hub,
+            1.0,
+            Some(ring_for),
+        )
+    }
+
+    fn start(
+        self: &Arc<Self>,
+        satellite: &str,
+        protocol: Protocol,
+        sound: &str,
+        target: Target,
+        volume: f32,
+        ring_for: Option<Duration>,
+    ) -> Result<PlaybackView, EffectError> {
         let route = self.outbox.route(protocol);
         let sent = match (target, route.as_ref().map(|r| r.satellite_sound())) {
             (Target::Satellite, Some(SatelliteSound::Sent { sample_rate, grace })) => {
@@ -102,13 +133,20 @@ impl PlaybackService {
         let id = format!("p-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
         // f32 -> JSON would print 0.800000011920929.
         let volume_json = (f64::from(volume) * 1000.0).round() / 1000.0;
-        let started = json!({
+        let mut started = json!({
             "event": "playback_started", "playback_id": id, "sound": sound,
             "target": target.as_str(), "volume": volume_json,
             "duration_ms": duration.as_millis() as u64,
         });
+        if let Some(ring_for) = ring_for {
+            // Until stopped: at most this long.
+            started["duration_ms"] = json!(ring_for.as_millis() as u64);
+            started["repeat"] = json!(true);
+        }
         match target {
-            Target::Hub => self.play_on_hub(satellite, protocol, &id, sound, clip, volume),
+            Target::Hub => {
+                self.play_on_hub(satellite, protocol, &id, sound, clip, volume, ring_for)
+            }
             Target::Satellite => {
                 let mut until = tokio::time::Instant::now() + duration;
                 if let (Some((_, grace)), Some(route)) = (sent, &route) {
@@ -146,6 +184,9 @@ impl PlaybackService {
         })
     }
 
+    /// Plays `clip` on the hub's speaker; with `ring_for`, again each time
+    /// it ends, until stopped or replaced, cut off once `ring_for` has passed.
+    #[allow(clippy::too_many_arguments)]
     fn play_on_hub(
         self: &Arc<Self>,
         satellite: &str,
@@ -154,7 +195,9 @@ impl PlaybackService {
         sound: &str,
         clip: Clip,
         volume: f32,
+        ring_for: Option<Duration>,
     ) {
+        let again = ring_for.map(|_| clip.clone());
         let mut playback = self.out.play(clip, volume);
         self.lock().hub = Some(HubPlayback {
             id: id.to_string(),
@@ -163,8 +206,38 @@ impl PlaybackService {
         });
         let this = self.clone();
         let (satellite, id, sound) = (satellite.to_string(), id.to_string(), sound.to_string());
+        let deadline = ring_for.map(|d| tokio::time::Instant::now() + d);
         tokio::spawn(async move {
-            let end = playback.finished().await;
+            let end = loop {
+                let end = match deadline {
+                    None => playback.finished().await,
+                    Some(deadline) => {
+                        let stopper = playback.stopper();
+                        tokio::select! {
+                            end = playback.finished() => end,
+                            _ = tokio::time::sleep_until(deadline) => {
+                                stopper.stop();
+                                playback.finished().await;
+                                // It rang as long as it may: that is its end.
+                                break PlaybackEnd::Completed;
+                            }
+                        }
+                    }
+                };
+                let (PlaybackEnd::Completed, Some(clip)) = (end, &again) else {
+                    break end;
+                };
+                // Ring again, unless it was stopped or replaced meanwhile
+                // (then the speaker is no longer this playback's).
+                let mut state = this.lock();
+                match state.hub.as_mut().filter(|p| p.id == id) {
+                    Some(current) => {
+                        playback = this.out.play(clip.clone(), volume);
+                        current.stopper = playback.stopper();
+                    }
+                    None => break end,
+                }
+            };
             {
                 let mut state = this.lock();
                 if state.hub.as_ref().is_some_and(|p| p.id == id) {
@@ -293,14 +366,19 @@ fn effect_error(e: AudioError) -> EffectError {
 
 /// Timers ring the alarm on the hub's speaker, owned by the timer's satellite
 /// so that satellite's "stop" silences it.
+/// Rings a finished timer's alarm on the hub's speaker until the satellite
+/// stops it, at most `ring_for` (`audio.alarm_max_s`).
 #[derive(Debug)]
-pub struct AlarmRinger(pub Arc<PlaybackService>);
+pub struct AlarmRinger {
+    pub playback: Arc<PlaybackService>,
+    pub ring_for: Duration,
+}
 
 impl Ringer for AlarmRinger {
     fn ring(&self, timer: &Timer) {
         if let Err(e) = self
-            .0
-            .play(&timer.satellite, timer.protocol, "alarm", Target::Hub, 1.0)
+            .playback
+            .ring(&timer.satellite, timer.protocol, self.ring_for)
         {
             tracing::warn!("timer {} could not ring: {}", timer.id, e.message);
         }

@@ -53,6 +53,63 @@ fn a_one_second_timer_fires_its_event_and_rings_the_alarm() {
 }
 
 #[test]
+fn the_alarm_rings_past_its_clip_until_stopped_or_audio_alarm_max_s() {
+    let dir = TempDir::new("timer-ring-on");
+    let hub = Hub::start(dir.path());
+    runtime().block_on(async {
+        let mut kitchen = Satellite::connect(hub.port, &hub.prefix, "kitchen").await;
+        kitchen
+            .request("timer.set", json!({"duration": "1s", "label": "tea"}))
+            .await;
+        let ring = kitchen.event("playback_started", PATIENCE).await;
+        assert_eq!(ring["repeat"], true, "{ring}");
+        assert_eq!(ring["duration_ms"], 300_000, "audio.alarm_max_s default");
+        // The alarm clip is 3 s long; a person in the garden must still hear
+        // it after that.
+        let early_end = kitchen
+            .wait_for(Duration::from_millis(4500), |_, body| {
+                body["event"] == "playback_stopped"
+            })
+            .await;
+        assert_eq!(early_end, None, "stopped by itself: {early_end:?}");
+        let reply = kitchen.request("system.cancel", json!({})).await;
+        assert_eq!(reply["speech"], "Stopped.", "{reply}");
+        let stopped = kitchen.event("playback_stopped", PATIENCE).await;
+        assert_eq!(stopped["reason"], "cancelled");
+    });
+    hub.stop().unwrap();
+
+    // With audio.alarm_max_s = 1 it gives up by itself after a second,
+    // inside its first clip.
+    let dir = TempDir::new("timer-ring-max");
+    let hub = Hub::start_with(
+        dir.path(),
+        &Setup {
+            // test_config writes these lines inside [audio].
+            tables: "alarm_max_s = 1\n".into(),
+            ..Setup::default()
+        },
+    );
+    runtime().block_on(async {
+        let mut kitchen = Satellite::connect(hub.port, &hub.prefix, "kitchen").await;
+        kitchen
+            .request("timer.set", json!({"duration": "1s", "label": "tea"}))
+            .await;
+        let ring = kitchen.event("playback_started", PATIENCE).await;
+        assert_eq!(ring["duration_ms"], 1000, "{ring}");
+        let rang_at = Instant::now();
+        let stopped = kitchen.event("playback_stopped", PATIENCE).await;
+        assert_eq!(stopped["reason"], "completed", "{stopped}");
+        assert!(
+            rang_at.elapsed() >= Duration::from_millis(900),
+            "stopped early, after {:?}",
+            rang_at.elapsed()
+        );
+    });
+    hub.stop().unwrap();
+}
+
+#[test]
 fn cancel_works_for_one_label_and_for_all() {
     let dir = TempDir::new("timer-cancel");
     let hub = Hub::start(dir.path());

@@ -595,7 +595,10 @@ pub(crate) mod testing {
             let (outbox, sent) = Outbox::channel(64);
             let out = AudioOut::open(AudioBackend::Null).unwrap();
             let playback = PlaybackService::new(out, None, outbox.clone());
-            let ringer = Box::new(AlarmRinger(playback.clone()));
+            let ringer = Box::new(AlarmRinger {
+                playback: playback.clone(),
+                ring_for: Duration::from_secs(300),
+            });
             let limits = TimerLimits::default();
             let timers =
                 TimerService::open(&dir, limits, outbox.clone(), ringer, audit.clone()).unwrap();
