@@ -195,6 +195,9 @@ pub struct TimerService {
     audit: Arc<Audit>,
     /// When this hub started: a timer due before then came due while it was down.
     started_ms: u64,
+    /// Satellites whose timers the journal removed: their lists may not have
+    /// been published before the last stop ([`TimerService::announce_all`]).
+    unannounced: Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for TimerService {
@@ -215,7 +218,7 @@ impl TimerService {
         ringer: Box<dyn Ringer>,
         audit: Arc<Audit>,
     ) -> Result<Arc<TimerService>, TimerStoreError> {
-        let table = store::load(state_dir)?;
+        let (table, removed) = store::load_noting_removals(state_dir)?;
         let files = Files::create(state_dir, &table)?;
         let (settled_tx, _) = watch::channel(0);
         let inner = Arc::new(Inner {
@@ -242,6 +245,7 @@ impl TimerService {
             ringer,
             audit,
             started_ms: now_ms(),
+            unannounced: Mutex::new(removed.into_iter().collect()),
         }))
     }
 
@@ -341,9 +345,13 @@ impl TimerService {
 
     /// Publishes every satellite's list of timers (retained, so a
     /// dashboard sees them): at start, once the protocols have their routes.
+    /// Also the empty list of each satellite whose last timer the journal
+    /// removed, in case the hub stopped before saying so: a dashboard must
+    /// not show a cancelled timer after a crash.
     pub fn announce_all(&self) {
         let table = self.inner.table();
-        let satellites: Vec<String> = table.satellite_ids().map(str::to_string).collect();
+        let mut satellites: Vec<String> = table.satellite_ids().map(str::to_string).collect();
+        satellites.append(&mut self.unannounced.lock().unwrap_or_else(|e| e.into_inner()));
         self.inner.publish_lists(&table, &satellites);
     }
 
@@ -817,6 +825,61 @@ mod tests {
         assert!(tea.is_paused());
         assert_eq!(back.next_due_ms(), None, "a paused timer is not due");
         assert_eq!(paused.state(), "paused");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_satellite_whose_last_timer_was_removed_before_a_crash_gets_its_empty_list() {
+        let dir = std::env::temp_dir().join(format!("hark-timers-stale-{}", std::process::id()));
+        let (timers, _out) = service(&dir);
+        let (pasta, ticket) = timers
+            .begin_start(
+                "kitchen",
+                Protocol::NATIVE,
+                Some("pasta"),
+                Duration::from_secs(600),
+            )
+            .unwrap();
+        timers.settled(ticket).await.unwrap();
+        let (_, ticket) = timers
+            .begin_start("hall", Protocol::NATIVE, None, Duration::from_secs(600))
+            .unwrap();
+        timers.settled(ticket).await.unwrap();
+        drop(timers);
+        std::thread::sleep(Duration::from_millis(50));
+        // The cancel reached the journal; the hub died before its list went out.
+        let mut journal = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join(store::JOURNAL))
+            .unwrap();
+        std::io::Write::write_all(&mut journal, &Change::Remove(pasta.id.clone()).line()).unwrap();
+        drop(journal);
+
+        let (outbox, mut out) = Outbox::channel(64);
+        outbox.add_route(Protocol::NATIVE, Arc::new(AsMessages));
+        let audit = Audit::new(AuditLog::open(&dir.join("audit.jsonl")).unwrap());
+        let timers = TimerService::open(
+            &dir,
+            TimerLimits::default(),
+            outbox,
+            Box::new(Silent),
+            audit,
+        )
+        .unwrap();
+        timers.announce_all();
+        let mut lists = std::collections::BTreeMap::new();
+        while let Ok(m) = out.try_recv() {
+            let list: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+            lists.insert(m.topic, list.as_array().unwrap().len());
+        }
+        assert_eq!(
+            lists,
+            std::collections::BTreeMap::from([
+                ("timers/hall".to_string(), 1),
+                ("timers/kitchen".to_string(), 0),
+            ])
+        );
+        drop(timers);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

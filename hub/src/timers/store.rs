@@ -5,6 +5,7 @@
 //! it. Replaying a journal line is idempotent (set or remove one timer), so a
 //! crash between writing a snapshot and emptying the journal loses nothing.
 
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -66,6 +67,17 @@ impl Change {
 /// journal line cut short (a crash mid-append) is dropped with a warning;
 /// damage anywhere else is an error that names the file.
 pub fn load(state_dir: &Path) -> Result<TimerTable, TimerStoreError> {
+    load_noting_removals(state_dir).map(|(table, _)| table)
+}
+
+/// [`load`], and the satellites that lost a timer in the journal: changes
+/// since the last snapshot, whose lists the hub may not have published
+/// before it stopped (a crash right after the write). Those without timers
+/// now are still owed an empty list.
+pub fn load_noting_removals(
+    state_dir: &Path,
+) -> Result<(TimerTable, BTreeSet<String>), TimerStoreError> {
+    let mut removed = BTreeSet::new();
     let snapshot = state_dir.join(SNAPSHOT);
     let mut table = match std::fs::read(&snapshot) {
         Ok(bytes) => TimerTable::from(serde_json::from_slice::<Saved>(&bytes).map_err(|e| {
@@ -85,7 +97,7 @@ pub fn load(state_dir: &Path) -> Result<TimerTable, TimerStoreError> {
     let journal = state_dir.join(JOURNAL);
     let bytes = match std::fs::read(&journal) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(table),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((table, removed)),
         Err(source) => {
             return Err(TimerStoreError::Read {
                 path: journal,
@@ -99,6 +111,11 @@ pub fn load(state_dir: &Path) -> Result<TimerTable, TimerStoreError> {
             continue;
         }
         match serde_json::from_slice::<Change>(line) {
+            Ok(Change::Remove(id)) => {
+                if let Some(timer) = table.remove(&id) {
+                    removed.insert(timer.satellite);
+                }
+            }
             Ok(change) => change.apply(&mut table),
             // The last line without its newline: an append cut short.
             Err(_) if lines.peek().is_none() => {
@@ -116,7 +133,7 @@ pub fn load(state_dir: &Path) -> Result<TimerTable, TimerStoreError> {
             }
         }
     }
-    Ok(table)
+    Ok((table, removed))
 }
 
 /// The open journal and the snapshot beside it.
