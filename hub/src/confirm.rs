@@ -12,7 +12,9 @@
 //! `declined`, `expired` or `cancelled`, naming both).
 //!
 //! Questions live in memory only: a restart drops them unanswered, and the
-//! call never runs. That is the safe way round for a door lock.
+//! call never runs. That is the safe way round for a door lock. One task
+//! ([`Confirmations::run`]) expires them all, so a flood of questions
+//! costs a bounded table (4 per satellite, 1,024 in all), not a task each.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 use hark_skill_sdk::{Reply, Status};
 use hark_skills_builtin::confirm::DECLINED;
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 
 use crate::audit::{self, Audit};
 use crate::config::ConfirmConfig;
@@ -107,6 +110,8 @@ pub struct Confirmations {
     timeout: Duration,
     audit: Arc<Audit>,
     outbox: Outbox,
+    /// Wakes [`Confirmations::run`]: a question was asked.
+    wake: Notify,
 }
 
 impl Confirmations {
@@ -117,6 +122,7 @@ impl Confirmations {
             timeout: config.timeout,
             audit,
             outbox,
+            wake: Notify::new(),
         }
     }
 
@@ -137,8 +143,8 @@ impl Confirmations {
     }
 
     /// Keeps `request` waiting for its satellite's yes; returns the token
-    /// of its question. Call [`Confirmations::expire_later`] once the
-    /// prompt is audited.
+    /// of its question. Call [`Confirmations::asked`] once the prompt is
+    /// audited.
     pub fn ask(self: &Arc<Self>, request: Request) -> Result<String, Full> {
         let mut state = self.state();
         if state.waiting >= MAX_WAITING {
@@ -170,25 +176,61 @@ impl Confirmations {
         Ok(token)
     }
 
-    /// Notes where the prompt of `token` was audited, and closes the
-    /// question as expired once `confirm.timeout_s` has passed unanswered.
-    pub fn expire_later(self: &Arc<Self>, token: &str, prompt_audit: Option<u64>) {
+    /// Notes where the prompt of `token` was audited; from now on
+    /// [`Confirmations::run`] closes it as expired once `confirm.timeout_s`
+    /// has passed unanswered.
+    pub fn asked(&self, token: &str, prompt_audit: Option<u64>) {
         for question in self.state().by_satellite.values_mut().flatten() {
             if question.token == token {
                 question.prompt_audit = prompt_audit;
             }
         }
-        let this = Arc::downgrade(self);
-        let token = token.to_string();
-        let timeout = self.timeout;
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            if let Some(this) = this.upgrade() {
-                if let Some(question) = this.remove(|q| q.token == token) {
-                    this.close(&question, Closed::Expired, None);
-                }
+        self.wake.notify_one();
+    }
+
+    /// Closes questions as they expire, until the task is dropped: one task
+    /// for all of them, asleep while none waits.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            let notified = self.wake.notified();
+            let now = Instant::now();
+            let mut expired = Vec::new();
+            let mut next: Option<Instant> = None;
+            {
+                let mut state = self.state();
+                let State {
+                    by_satellite,
+                    waiting,
+                    ..
+                } = &mut *state;
+                by_satellite.retain(|_, queue| {
+                    queue.retain(|q| {
+                        let due = q.asked + self.timeout;
+                        if due <= now {
+                            expired.push(q.clone());
+                            *waiting -= 1;
+                            false
+                        } else {
+                            next = Some(next.map_or(due, |n| n.min(due)));
+                            true
+                        }
+                    });
+                    !queue.is_empty()
+                });
             }
-        });
+            for question in &expired {
+                self.close(question, Closed::Expired, None);
+            }
+            match next {
+                Some(due) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(due.into()) => {}
+                        _ = notified => {}
+                    }
+                }
+                None => notified.await,
+            }
+        }
     }
 
     /// Takes the satellite's question of `token` (else its newest) for its

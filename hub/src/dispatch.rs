@@ -132,7 +132,7 @@ impl Dispatcher {
         let reply = self.finish(ctx, outcome);
         let confirmations = &self.services().confirmations;
         if let Some(token) = asking {
-            confirmations.expire_later(&token, reply.audit);
+            confirmations.asked(&token, reply.audit);
         }
         match answered {
             None => reply,

@@ -299,6 +299,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // timers is made current (timers may have come due while the hub was down).
     timers.announce_all();
     let timer_task = tokio::spawn(timers.clone().run());
+    let confirm_task = tokio::spawn(dispatcher.services().confirmations.clone().run());
     let audit_task = tokio::spawn({
         let dispatcher = dispatcher.clone();
         async move {
@@ -340,6 +341,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
 
     timer_task.abort();
+    confirm_task.abort();
     audit_task.abort();
     publisher.abort();
     dispatcher.audit(&audit::Record {

@@ -6,8 +6,12 @@
 //!     [--broker embedded|mosquitto|external] [--port N] [--responder hub|echo|none] \
 //!     [--sats 1] [--inflight 1] [--seconds 5] [--intent system.cancel] \
 //!     [--skill dice|spin] [--expect ok|timeout] [--protocol native|hermes] \
-//!     [--hub-toml TOML]
+//!     [--hub-toml TOML] [--confirm]
 //! ```
+//!
+//! `--confirm` makes the intent a sensitive one (`[confirm] skills`): each
+//! request is answered with a question, which the satellite answers yes
+//! at once; both legs are timed and printed.
 //!
 //! `--hub-toml` adds tables to the hub's config, e.g. raised timer limits
 //! for a `timer.set` run: `--hub-toml $'[timers]\nmax_total = 1000000\n...'`.
@@ -56,6 +60,7 @@ struct Options {
     port: Option<u16>,
     hub_toml: String,
     echo_event: bool,
+    confirm: bool,
 }
 
 fn parse_options() -> Options {
@@ -73,6 +78,7 @@ fn parse_options() -> Options {
         port: None,
         hub_toml: String::new(),
         echo_event: false,
+        confirm: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -111,6 +117,7 @@ fn parse_options() -> Options {
             "--protocol" => o.protocol = value(),
             "--hub-toml" => o.hub_toml = value(),
             "--echo-event" => o.echo_event = true,
+            "--confirm" => o.confirm = true,
             "--port" => {
                 o.port = Some(
                     value()
@@ -134,6 +141,14 @@ fn parse_options() -> Options {
     if (o.broker == "external") != o.port.is_some() {
         usage("--port goes with --broker external, and only with it");
     }
+    if o.confirm {
+        if o.protocol != "native" || o.responder != "hub" {
+            usage("--confirm needs the hub and the native protocol");
+        }
+        // The intent asks first; each satellite answers yes at once.
+        o.hub_toml
+            .push_str(&format!("\n[confirm]\nskills = [\"{}\"]\n", o.intent));
+    }
     o
 }
 
@@ -145,7 +160,8 @@ fn usage(problem: &str) -> ! {
         "usage: hark-load [--broker embedded|mosquitto|external] [--port N] \
          [--responder hub|echo|none] [--sats N] \
          [--inflight K] [--seconds S] [--intent NAME] [--args JSON] [--skill dice|spin] \
-         [--expect ok|timeout] [--protocol native|hermes] [--hub-toml TOML] [--echo-event]"
+         [--expect ok|timeout] [--protocol native|hermes] [--hub-toml TOML] [--echo-event] \
+         [--confirm]"
     );
     std::process::exit(2)
 }
@@ -368,8 +384,10 @@ async fn satellite(
     record_from: Instant,
     stop: Instant,
     samples: Arc<Mutex<Vec<u32>>>,
+    asked: Arc<Mutex<Vec<u32>>>,
 ) {
     let name = format!("load-{n}");
+    let mut asked_local = Vec::new();
     let (client, mut eventloop) =
         client(port, &format!("hark-load-sat-{n}-{}", std::process::id()));
     let mut sent: std::collections::HashMap<String, Instant> = Default::default();
@@ -414,6 +432,26 @@ async fn satellite(
                 let Some(started) = reply["id"].as_str().and_then(|id| sent.remove(id)) else {
                     continue;
                 };
+                if o.confirm && reply["status"] == "confirm" {
+                    // The first leg: asked. The second starts with the yes.
+                    let now = Instant::now();
+                    if started >= record_from {
+                        asked_local.push(micros(now.duration_since(started)));
+                    }
+                    let id = reply["id"].as_str().unwrap_or_default().to_string();
+                    let yes = json!({"id": format!("{id}-yes"), "intent": "system.confirm",
+                        "args": {"answer": "yes", "token": reply["confirm"]["token"]}});
+                    sent.insert(id, now);
+                    client
+                        .try_publish(
+                            format!("hark/intent/{name}"),
+                            QoS::AtLeastOnce,
+                            false,
+                            yes.to_string(),
+                        )
+                        .unwrap();
+                    continue;
+                }
                 if reply["status"] != o.expect.as_str() {
                     panic!("satellite {name}: expected {}, got {reply}", o.expect);
                 }
@@ -435,6 +473,11 @@ async fn satellite(
         }
     }
     samples.lock().unwrap().extend(local);
+    asked.lock().unwrap().extend(asked_local);
+}
+
+fn micros(d: Duration) -> u32 {
+    d.as_micros().min(u32::MAX as u128) as u32
 }
 
 /// Rhasspy's base for `--protocol hermes`: keeps `inflight` sessions open
@@ -591,6 +634,7 @@ fn main() {
         .build()
         .unwrap();
     let samples = Arc::new(Mutex::new(Vec::new()));
+    let asked = Arc::new(Mutex::new(Vec::new()));
     let warmup = Duration::from_secs(1);
     let begin = Instant::now();
     let record_from = begin + warmup;
@@ -609,6 +653,7 @@ fn main() {
                 record_from,
                 stop,
                 samples.clone(),
+                asked.clone(),
             )));
         }
         for t in tasks {
@@ -635,6 +680,22 @@ fn main() {
         percentile(&s, 0.99),
         percentile(&s, 1.0),
     );
+    if o.confirm {
+        // The line above timed the second leg (the yes to the call's reply).
+        let mut a = asked.lock().unwrap().clone();
+        a.sort_unstable();
+        println!(
+            "  first leg (intent to its question): requests={} min={:.3}ms p50={:.3}ms \
+             p90={:.3}ms p99={:.3}ms max={:.3}ms; the line above is the second (yes to the \
+             call's reply)",
+            a.len(),
+            percentile(&a, 0.0),
+            percentile(&a, 0.50),
+            percentile(&a, 0.90),
+            percentile(&a, 0.99),
+            percentile(&a, 1.0),
+        );
+    }
     if let Some(state) = state {
         let _ = std::fs::remove_dir_all(state);
     }
