@@ -9,6 +9,11 @@
 //!     [--hub-toml TOML] [--confirm]
 //! ```
 //!
+//! `--intent timer.set,timer.cancel --args '[{"duration": "1h"}, {"all": true}]'`
+//! makes each satellite take turns between the intents (native protocol),
+//! each with its own args: a steady state of timers, as a household has,
+//! rather than a list that grows for the whole run.
+//!
 //! `--confirm` makes the intent a sensitive one (`[confirm] skills`): each
 //! request is answered with a question, which the satellite answers yes
 //! at once; both legs are timed and printed.
@@ -398,7 +403,14 @@ async fn satellite(
                 sent: &mut std::collections::HashMap<String, Instant>| {
         *next += 1;
         let id = format!("{name}-{next}");
-        let payload = json!({"id": id, "intent": o.intent, "args": o.args}).to_string();
+        // `--intent a,b` takes turns; `--args` then is one object per intent.
+        let intents: Vec<&str> = o.intent.split(',').collect();
+        let turn = (*next as usize - 1) % intents.len();
+        let args = match (&o.args, intents.len()) {
+            (Value::Array(each), n) if n > 1 => each.get(turn).cloned().unwrap_or(json!({})),
+            (args, _) => args.clone(),
+        };
+        let payload = json!({"id": id, "intent": intents[turn], "args": args}).to_string();
         sent.insert(id, Instant::now());
         client
             .try_publish(
