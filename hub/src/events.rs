@@ -145,9 +145,10 @@ pub trait Route: Send + Sync + std::fmt::Debug {
     fn event(&self, event: &Event, outbox: &Outbox);
 
     /// Shows `timers`, the satellite's whole list of timers (a JSON array,
-    /// empty when it has none), wherever this protocol keeps it; the native
-    /// protocol retains it on `<prefix>/timers/<sat>`. Most have no such place.
-    fn timers(&self, _satellite: &str, _timers: &Value, _outbox: &Outbox) {}
+    /// serialized once for every route; `[]` when it has none), wherever
+    /// this protocol keeps it; the native protocol retains it on
+    /// `<prefix>/timers/<sat>`. Most have no such place.
+    fn timers(&self, _satellite: &str, _timers: &[u8], _outbox: &Outbox) {}
 
     /// Sends a reply that no request is waiting for: the late answer to a
     /// request asked earlier (a question of a sensitive skill that expired
@@ -232,7 +233,7 @@ impl Outbox {
     /// Hands a satellite's current list of timers to every protocol's
     /// route, whichever protocol set them: a dashboard watches a satellite,
     /// not the protocol it speaks.
-    pub fn timers(&self, satellite: &str, timers: Value) {
+    pub fn timers(&self, satellite: &str, timers: &[u8]) {
         let routes: Vec<Arc<dyn Route>> = self
             .routes
             .read()
@@ -241,7 +242,7 @@ impl Outbox {
             .cloned()
             .collect();
         for route in routes {
-            route.timers(satellite, &timers, self);
+            route.timers(satellite, timers, self);
         }
     }
 

@@ -161,13 +161,15 @@ impl Inner {
                 continue;
             }
             done.push(satellite);
-            let list: Vec<serde_json::Value> = table
+            // Written straight to bytes: a list is published after every
+            // change of its satellite's timers, so its cost is per change.
+            let list: Vec<ListEntry> = table
                 .of_satellite(satellite, now)
                 .into_iter()
-                .map(|t| timer_entry(t, now))
+                .map(|t| ListEntry::of(t, now))
                 .collect();
-            self.outbox
-                .timers(satellite, serde_json::Value::Array(list));
+            let json = serde_json::to_vec(&list).expect("timer lists serialize");
+            self.outbox.timers(satellite, &json);
         }
     }
 
@@ -606,15 +608,27 @@ pub fn timer_event(kind: &str, timer: &Timer, now: u64) -> serde_json::Value {
 /// One timer in the list of `hark/timers/<sat>`: as `timer.list` gives it,
 /// and when a running one ends (`ends_at_ms`, Unix milliseconds; `null`
 /// while paused), since a retained message is read later than it is sent.
-fn timer_entry(timer: &Timer, now: u64) -> serde_json::Value {
-    json!({
-        "id": timer.id,
-        "label": timer.label,
-        "total_s": timer.total_ms.div_ceil(1000),
-        "remaining_s": timer.remaining_ms(now).div_ceil(1000),
-        "state": timer.state(),
-        "ends_at_ms": (!timer.is_paused()).then_some(timer.due_ms),
-    })
+#[derive(serde::Serialize)]
+struct ListEntry<'a> {
+    id: &'a str,
+    label: Option<&'a str>,
+    total_s: u64,
+    remaining_s: u64,
+    state: &'static str,
+    ends_at_ms: Option<u64>,
+}
+
+impl ListEntry<'_> {
+    fn of(timer: &Timer, now: u64) -> ListEntry<'_> {
+        ListEntry {
+            id: &timer.id,
+            label: timer.label.as_deref(),
+            total_s: timer.total_ms.div_ceil(1000),
+            remaining_s: timer.remaining_ms(now).div_ceil(1000),
+            state: timer.state(),
+            ends_at_ms: (!timer.is_paused()).then_some(timer.due_ms),
+        }
+    }
 }
 
 /// What a satellite can say about the event.
@@ -660,10 +674,10 @@ mod tests {
                 },
             );
         }
-        fn timers(&self, satellite: &str, timers: &serde_json::Value, outbox: &Outbox) {
+        fn timers(&self, satellite: &str, timers: &[u8], outbox: &Outbox) {
             let message = Message {
                 topic: format!("timers/{satellite}"),
-                payload: serde_json::to_vec(timers).unwrap(),
+                payload: timers.to_vec(),
                 retain: true,
             };
             outbox.publish_event(satellite, message);

@@ -70,10 +70,10 @@ impl Route for Events {
 
     /// Retained, so a dashboard that connects later sees them at once; the
     /// list of every satellite, whatever protocol set its timers.
-    fn timers(&self, satellite: &str, timers: &serde_json::Value, outbox: &Outbox) {
+    fn timers(&self, satellite: &str, timers: &[u8], outbox: &Outbox) {
         let message = Message {
             topic: self.topics.timers(satellite),
-            payload: serde_json::to_vec(timers).expect("timer lists serialize"),
+            payload: timers.to_vec(),
             retain: true,
         };
         outbox.publish_event(satellite, message);
