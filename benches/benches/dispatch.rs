@@ -4,31 +4,15 @@
 //! `cargo bench -p hark-benches --bench dispatch`
 
 use std::hint::black_box;
-use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hark_hub::Config;
+use hark_benches::{Bench, scratch};
 use hark_hub::events::Protocol;
-use hark_hub::hub::assemble;
 use hark_hub::protocols::native;
 
 fn dispatcher_benches(c: &mut Criterion) {
-    let dir = std::env::temp_dir().join(format!("hark-bench-dispatch-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let config = Config::from_toml(
-        &format!(
-            "state_dir = \"{}\"\n[audio]\nbackend = \"null\"\n",
-            dir.display()
-        ),
-        Path::new("bench.toml"),
-    )
-    .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let assembly = rt.block_on(async { assemble(&config) }).unwrap();
-    let d = assembly.dispatcher.clone();
+    let bench = Bench::assemble(&scratch("dispatch"), "", "");
+    let (rt, d) = (&bench.rt, bench.assembly.dispatcher.clone());
 
     let mut group = c.benchmark_group("dispatch");
     let cancel = br#"{"id":"r-1","intent":"system.cancel","args":{}}"#;
@@ -54,8 +38,6 @@ fn dispatcher_benches(c: &mut Criterion) {
         })
     });
     group.finish();
-    drop(assembly);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// One `timer.set` (and its cancel) when the hub already holds 10,000
@@ -63,8 +45,7 @@ fn dispatcher_benches(c: &mut Criterion) {
 /// opening that table, as a restart does.
 fn full_table_benches(c: &mut Criterion) {
     use hark_hub::timers::{Saved, Timer};
-    let dir = std::env::temp_dir().join(format!("hark-bench-timers-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch("timers");
     std::fs::create_dir_all(&dir).unwrap();
     let far = hark_hub::timers::now_ms() + 24 * 3600 * 1000;
     let mut saved = Saved::default();
@@ -82,24 +63,15 @@ fn full_table_benches(c: &mut Criterion) {
     }
     saved.next_id = 10_000;
     std::fs::write(dir.join("timers.json"), serde_json::to_vec(&saved).unwrap()).unwrap();
-    let config = Config::from_toml(
-        &format!(
-            "state_dir = \"{}\"\n[audio]\nbackend = \"null\"\n\
-             [timers]\nmax_total = 20000\nmax_satellites = 1000\n",
-            dir.display()
-        ),
-        Path::new("bench.toml"),
-    )
-    .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let opened = std::time::Instant::now();
-    let assembly = rt.block_on(async { assemble(&config) }).unwrap();
+    let bench = Bench::assemble(
+        &dir,
+        "",
+        "[timers]\nmax_total = 20000\nmax_satellites = 1000\n",
+    );
     eprintln!("opened 10,000 timers in {:?}", opened.elapsed());
-    assert_eq!(assembly.timers.len(), 10_000);
-    let d = assembly.dispatcher.clone();
+    assert_eq!(bench.assembly.timers.len(), 10_000);
+    let (rt, d) = (&bench.rt, bench.assembly.dispatcher.clone());
     let mut group = c.benchmark_group("dispatch");
     let set = br#"{"id":"r-3","intent":"timer.set","args":{"duration":"5m","label":"pasta"}}"#;
     let clear = br#"{"id":"r-4","intent":"system.cancel","args":{"target":"timers"}}"#;
@@ -110,30 +82,14 @@ fn full_table_benches(c: &mut Criterion) {
         })
     });
     group.finish();
-    drop(assembly);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The timer vocabulary on a satellite with two timers: `timer.status`
 /// reads the table (and waits for nothing), `timer.add` + `timer.subtract`
 /// are two changes, each fsynced to the journal before its reply.
 fn vocabulary_benches(c: &mut Criterion) {
-    let dir = std::env::temp_dir().join(format!("hark-bench-vocab-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let config = Config::from_toml(
-        &format!(
-            "state_dir = \"{}\"\n[audio]\nbackend = \"null\"\n",
-            dir.display()
-        ),
-        Path::new("bench.toml"),
-    )
-    .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let assembly = rt.block_on(async { assemble(&config) }).unwrap();
-    let d = assembly.dispatcher.clone();
+    let bench = Bench::assemble(&scratch("vocab"), "", "");
+    let (rt, d) = (&bench.rt, bench.assembly.dispatcher.clone());
     let sets: [&[u8]; 2] = [
         br#"{"id":"s-1","intent":"timer.set","args":{"duration":"1h","label":"pasta"}}"#,
         br#"{"id":"s-2","intent":"timer.set","args":{"duration":"2h","label":"tea"}}"#,
@@ -157,14 +113,36 @@ fn vocabulary_benches(c: &mut Criterion) {
         })
     });
     group.finish();
-    drop(assembly);
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A sensitive call, both legs: the question (the call waits, audited) and
+/// the yes that runs it (`timer.list`, which changes nothing, so only the
+/// confirmation's own cost is timed).
+fn confirmation_benches(c: &mut Criterion) {
+    let bench = Bench::assemble(
+        &scratch("confirm"),
+        "",
+        "[confirm]\nskills = [\"timer.list\"]\n",
+    );
+    let (rt, d) = (&bench.rt, bench.assembly.dispatcher.clone());
+    let ask = br#"{"id":"r-8","intent":"timer.list","args":{}}"#;
+    let yes = br#"{"id":"r-9","intent":"system.confirm","args":{"answer":"yes"}}"#;
+    let mut group = c.benchmark_group("dispatch");
+    group.bench_function("confirmed_call_question_and_yes", |b| {
+        b.iter(|| {
+            let asked = rt.block_on(native::answer(&d, "kitchen", black_box(ask)));
+            debug_assert_eq!(asked.status.as_str(), "confirm");
+            rt.block_on(native::answer(&d, "kitchen", black_box(yes)))
+        })
+    });
+    group.finish();
 }
 
 criterion_group!(
     benches,
     dispatcher_benches,
     full_table_benches,
-    vocabulary_benches
+    vocabulary_benches,
+    confirmation_benches
 );
 criterion_main!(benches);

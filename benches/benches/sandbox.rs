@@ -12,10 +12,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hark_hub::Config;
+use hark_benches::{Bench, scratch};
 use hark_hub::effects::Effects;
 use hark_hub::events::Protocol;
-use hark_hub::hub::assemble;
 use hark_hub::inflight::CancelFlag;
 use hark_hub::registry::Runner;
 use hark_hub::sandbox::{self, exec, host};
@@ -66,8 +65,7 @@ fn sandbox_benches(c: &mut Criterion) {
         b.iter(|| sandbox::compile(&engine, black_box(&dice), &[], 16 << 20).unwrap())
     });
 
-    let root = std::env::temp_dir().join(format!("hark-bench-sandbox-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let root = scratch("sandbox");
     let skills = root.join("skills");
     install(&skills, "trivial", &trivial, serde_json::json!({}));
     install(
@@ -76,20 +74,12 @@ fn sandbox_benches(c: &mut Criterion) {
         &dice,
         serde_json::json!({"entrypoint": "skill.wasm"}),
     );
-    let config = Config::from_toml(
-        &format!(
-            "tier = \"convenient\"\nstate_dir = \"{}\"\n[skills]\ndir = \"{}\"\n[audio]\nbackend = \"null\"\n",
-            root.join("state").display(),
-            skills.display()
-        ),
-        Path::new("bench.toml"),
-    )
-    .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let assembly = rt.block_on(async { assemble(&config) }).unwrap();
+    let bench = Bench::assemble(
+        &root.join("state"),
+        "tier = \"convenient\"\n",
+        &format!("[skills]\ndir = \"{}\"\n", skills.display()),
+    );
+    let (rt, assembly) = (&bench.rt, &bench.assembly);
     let d = assembly.dispatcher.clone();
     let registry = d.registry();
     let Runner::Wasm(trivial_skill) = &registry.get("trivial").unwrap().runner else {
@@ -179,7 +169,7 @@ fn sandbox_benches(c: &mut Criterion) {
         })
     });
     group.finish();
-    drop(assembly);
+    drop(bench);
     let _ = std::fs::remove_dir_all(&root);
 }
 
