@@ -1,4 +1,5 @@
-//! The text log's field formatter: like tracing-subscriber's default, but
+//! The log's filter ([`filter_spec`]: what `RUST_LOG` means here) and the
+//! text log's field formatter: like tracing-subscriber's default, but
 //! every control character in a field or message is escaped, so text that
 //! came from outside (a skill's `log`, a satellite's intent name) cannot
 //! start a line of its own and pass for one the hub wrote. The JSON format
@@ -9,6 +10,53 @@ use std::fmt::{self, Write as _};
 use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::{Writer, debug_fn};
+
+/// What the log shows when `RUST_LOG` is unset.
+pub const DEFAULT_FILTER: &str = "info";
+
+/// The hub's code lives in these targets; `hark` in `RUST_LOG` means all of them.
+const HARK_TARGETS: [&str; 3] = ["hark", "hark_hub", "hark_skills_builtin"];
+
+/// The MQTT libraries' own logging, quiet unless `RUST_LOG` names them:
+/// the embedded broker reports every satellite's connection trouble (and
+/// the hub's own clean disconnect) as an error, which is the broker's
+/// business, not the hub's.
+const QUIET: [&str; 2] = ["rumqttd=off", "rumqttc=warn"];
+
+/// The tracing filter for `rust_log` (the `RUST_LOG` variable, if set):
+/// `hark=debug` reaches every crate of the hub (its code is in
+/// `hark_hub`, which no user should need to know), and the MQTT libraries
+/// stay quiet whatever the level unless a directive names them.
+pub fn filter_spec(rust_log: Option<&str>) -> String {
+    let given = rust_log.map(str::trim).filter(|s| !s.is_empty());
+    let mut directives: Vec<String> = Vec::new();
+    for directive in given.unwrap_or(DEFAULT_FILTER).split(',') {
+        let directive = directive.trim();
+        if directive.is_empty() {
+            continue;
+        }
+        // `hark`, `hark=debug`, `hark[span]=trace`: the same for each target.
+        let target_end = directive.find(['=', '[']).unwrap_or(directive.len());
+        if &directive[..target_end] == "hark" {
+            let rest = &directive[target_end..];
+            for target in HARK_TARGETS {
+                directives.push(format!("{target}{rest}"));
+            }
+        } else {
+            directives.push(directive.to_string());
+        }
+    }
+    for quiet in QUIET {
+        let target = quiet.split('=').next().unwrap_or(quiet);
+        let named = directives
+            .iter()
+            .any(|d| d.split(['=', '[']).next() == Some(target));
+        if !named {
+            directives.push(quiet.to_string());
+        }
+    }
+    directives.join(",")
+}
 
 /// Fields as `message key=value ...`, control characters escaped.
 pub fn text_fields() -> impl for<'w> FormatFields<'w> + Send + Sync + 'static {
@@ -59,6 +107,30 @@ fn render(fields: impl tracing_subscriber::field::RecordFields) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hark_means_every_crate_of_the_hub_and_the_broker_stays_quiet_unless_named() {
+        assert_eq!(filter_spec(None), "info,rumqttd=off,rumqttc=warn");
+        assert_eq!(filter_spec(Some("  ")), "info,rumqttd=off,rumqttc=warn");
+        assert_eq!(
+            filter_spec(Some("warn,hark=debug")),
+            "warn,hark=debug,hark_hub=debug,hark_skills_builtin=debug,rumqttd=off,rumqttc=warn"
+        );
+        assert_eq!(
+            filter_spec(Some("debug")),
+            "debug,rumqttd=off,rumqttc=warn",
+            "a bare level does not turn the broker's noise on"
+        );
+        assert_eq!(
+            filter_spec(Some("info,rumqttd=info")),
+            "info,rumqttd=info,rumqttc=warn",
+            "asked for by name, it is shown"
+        );
+        for spec in [None, Some("hark=trace"), Some("debug,rumqttc=debug")] {
+            let spec = filter_spec(spec);
+            tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|e| panic!("{spec}: {e}"));
+        }
+    }
 
     #[test]
     fn control_characters_never_reach_the_log_raw() {

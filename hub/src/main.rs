@@ -150,10 +150,16 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        // rumqttd logs every satellite's connection troubles as errors; they
-        // are the broker's business. RUST_LOG=info,rumqttd=info shows them.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=off,rumqttc=warn"));
+    use hark_hub::logging::filter_spec;
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let (filter, ignored) =
+        match tracing_subscriber::EnvFilter::try_new(filter_spec(rust_log.as_deref())) {
+            Ok(filter) => (filter, None),
+            Err(e) => (
+                tracing_subscriber::EnvFilter::new(filter_spec(None)),
+                Some(e),
+            ),
+        };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -161,6 +167,9 @@ fn init_tracing(format: LogFormat) {
     match format {
         LogFormat::Text => builder.fmt_fields(hark_hub::logging::text_fields()).init(),
         LogFormat::Json => builder.json().init(),
+    }
+    if let (Some(e), Some(rust_log)) = (ignored, rust_log) {
+        tracing::warn!("RUST_LOG={rust_log:?} is not a log filter ({e}); logging at info");
     }
 }
 

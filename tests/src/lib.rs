@@ -388,6 +388,17 @@ impl HubProcess {
         HubProcess::spawn_command(dir, command)
     }
 
+    /// Like [`HubProcess::spawn`], with `RUST_LOG` set to `rust_log`.
+    pub fn spawn_logging(dir: &Path, config: &Path, rust_log: &str) -> HubProcess {
+        let mut command = Command::new(hark_binary());
+        command
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .env("RUST_LOG", rust_log);
+        HubProcess::spawn_command(dir, command)
+    }
+
     /// Like [`HubProcess::spawn`], started as systemd and most shells start
     /// services: with a soft limit of `soft` open files (the hard limit
     /// stays as it is).

@@ -208,6 +208,43 @@ fn sigterm_drains_publishes_offline_flushes_the_audit_log_and_exits_zero() {
 }
 
 #[test]
+fn rust_log_hark_debug_shows_the_hubs_debug_lines_and_never_the_brokers_noise() {
+    let dir = TempDir::new("cli-rust-log");
+    let port = free_port();
+    let config = config_for(dir.path(), port);
+    // `hark` names the hub whatever crate its code is in; the embedded
+    // broker's own logging stays off although the level is debug.
+    let hub = HubProcess::spawn_logging(dir.path(), &config, "debug,hark=debug");
+    wait_online(port, "hark");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let mut kitchen = Satellite::connect(port, "hark", "kitchen").await;
+            let reply = kitchen.request("timer.list", json!({})).await;
+            assert_eq!(reply["status"], "ok");
+        });
+    let log = hub.log_text();
+    let status = hub.terminate();
+    assert!(status.success(), "exit status {status}");
+    let log = log + &std::fs::read_to_string(dir.path().join("hark.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("DEBUG") && l.contains("hark_hub")),
+        "no debug line of the hub's:\n{log}"
+    );
+    assert!(
+        !log.lines().any(|l| l.contains("rumqttd")),
+        "the broker's noise is shown:\n{log}"
+    );
+    assert!(
+        !log.lines().any(|l| l.contains("ERROR")),
+        "an error on a clean run and stop:\n{log}"
+    );
+}
+
+#[test]
 fn a_config_with_an_unknown_key_is_refused_naming_the_key() {
     let dir = TempDir::new("cli-badconfig");
     let path = dir.path().join("hark.toml");

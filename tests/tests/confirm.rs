@@ -255,6 +255,18 @@ fn over_hermes_the_question_continues_the_session_and_the_answer_ends_it() {
             peer.read_end_session(&end)["text"],
             "Pasta timer set for 5 minutes."
         );
+        // A second yes, and a yes from another site, find nothing to confirm.
+        for (site, session) in [("kitchen", "s-1b"), ("hall", "s-1c")] {
+            let (topic, payload) = peer.nlu_intent(
+                json!({"intent": "Yes", "input": "yes", "siteId": site, "sessionId": session}),
+            );
+            rhasspy.publish(&topic, payload).await;
+            let end = rhasspy.end_session(session).await;
+            assert_eq!(
+                peer.read_end_session(&end)["text"],
+                "There's nothing to confirm."
+            );
+        }
 
         // A no in another session ends it with "Okay, I won't." and runs nothing.
         let mut declined = set_timer.clone();
