@@ -16,18 +16,45 @@ use crate::config::Credentials;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error(
-        "the embedded broker cannot listen on {listen}: {source}. Is another broker (mosquitto?) \
-         running there? Point mqtt.url at it, or move mqtt.listen to a free port"
-    )]
+    #[error("the embedded broker cannot listen on {listen}: {error}. {advice}")]
     Bind {
         listen: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
+        /// What to do, knowing who holds the port.
+        advice: String,
     },
     #[error("the embedded broker did not start listening on {0} within 5 s")]
     NotListening(SocketAddr),
     #[error("cannot start the embedded broker thread: {0}")]
     Thread(std::io::Error),
+}
+
+/// What to tell someone whose embedded broker cannot have `listen`: most
+/// often a broker (mosquitto, Home Assistant's) already holds the port, and
+/// the hub should use it rather than start a second one.
+fn bind_advice(listen: SocketAddr, error: &std::io::Error) -> String {
+    use crate::mqtt::probe::{Found, probe};
+    if error.kind() != std::io::ErrorKind::AddrInUse {
+        return "Move mqtt.listen to an address of this machine and a free port".to_string();
+    }
+    let mut ask = listen;
+    if ask.ip().is_unspecified() {
+        ask.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    match probe(ask, Duration::from_millis(500)) {
+        Found::Broker { open } => format!(
+            "An MQTT broker already listens there: use it instead of starting a second one, \
+             with mqtt.url = \"mqtt://{ask}\"{} in the config, or move mqtt.listen to a free port",
+            if open {
+                ""
+            } else {
+                " (it asks for credentials: set mqtt.username and mqtt.password too)"
+            }
+        ),
+        Found::Other | Found::Nothing => {
+            "Another program holds that port; move mqtt.listen to a free one".to_string()
+        }
+    }
 }
 
 /// Most clients connected at once (fewer when the open-files limit is low):
@@ -60,7 +87,11 @@ pub fn start(
 ) -> Result<(), BrokerError> {
     // rumqttd only logs a failed bind from its thread; find out here, where
     // the user can be told.
-    std::net::TcpListener::bind(listen).map_err(|source| BrokerError::Bind { listen, source })?;
+    std::net::TcpListener::bind(listen).map_err(|error| BrokerError::Bind {
+        listen,
+        advice: bind_advice(listen, &error),
+        error,
+    })?;
 
     let (router, server) = broker_config(listen, max_payload, credentials, open_files);
     std::thread::Builder::new()

@@ -31,13 +31,20 @@ enum LogFormat {
 enum Command {
     /// Run the hub (with no mqtt.url, also its embedded broker on 127.0.0.1:1883)
     Run,
-    /// Write a commented default config file
+    /// Write a commented default config file, using a broker that already
+    /// answers on --listen instead of starting a second one
     Init {
         /// Where to write it (default: --config, else ./hark.toml)
         path: Option<PathBuf>,
         /// Overwrite an existing file
         #[arg(long)]
         force: bool,
+        /// Where to look for a broker, and where the embedded broker listens if none answers
+        #[arg(long, default_value = hark_hub::cli::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+        /// Print the config instead of writing a file
+        #[arg(long, conflicts_with_all = ["path", "force"])]
+        stdout: bool,
     },
     /// Publish one intent as satellite <SAT> and print the reply
     Send {
@@ -184,11 +191,23 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Init { path, force } => {
+        Command::Init {
+            path,
+            force,
+            listen,
+            stdout,
+        } => {
+            if stdout {
+                let (text, found) = cli::init_text(listen);
+                eprintln!("{found}");
+                print!("{text}");
+                return Ok(ExitCode::SUCCESS);
+            }
             let path = path
                 .or(cli.config)
                 .unwrap_or_else(|| PathBuf::from("hark.toml"));
-            cli::init(&path, force)?;
+            let found = cli::init(&path, force, listen)?;
+            println!("{found}");
             println!(
                 "wrote {}; start the hub with: hark run --config {}",
                 path.display(),

@@ -284,6 +284,104 @@ fn hark_init_writes_a_commented_config_that_runs() {
     assert!(text(&out.stderr).contains("--force"));
 }
 
+#[test]
+fn hark_init_beside_a_running_mosquitto_uses_it_and_the_hub_answers_through_it() {
+    // A household's mosquitto (Home Assistant, Zigbee2MQTT) on the port the
+    // embedded broker would take.
+    let mosquitto = Mosquitto::start();
+    let listen = format!("127.0.0.1:{}", mosquitto.port);
+    let dir = TempDir::new("cli-init-beside");
+    let out = hark(dir.path(), &["init", "--listen", &listen]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(&format!("an MQTT broker already listens on {listen}")),
+        "{}",
+        text(&out.stdout)
+    );
+    let config = dir.path().join("hark.toml");
+    let mut written = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        written.contains(&format!("url = \"mqtt://{listen}\"")),
+        "{written}"
+    );
+    // No sound card here, and a state dir of its own (as root the default
+    // is /var/lib/hark); otherwise the file runs as written.
+    written = written
+        .replacen("backend = \"auto\"", "backend = \"null\"", 1)
+        .replacen(
+            "# state_dir = \"/var/lib/hark\"",
+            &format!("state_dir = \"{}\"", dir.path().join("state").display()),
+            1,
+        );
+    std::fs::write(&config, written).unwrap();
+    let _hub = HubProcess::spawn(dir.path(), &config);
+    wait_online(mosquitto.port, "hark");
+    let out = hark(
+        dir.path(),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "send",
+            "kitchen",
+            "timer.list",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // What the .deb's postinst asks on first install, and the line it
+    // looks for.
+    let out = hark(dir.path(), &["init", "--stdout", "--listen", &listen]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout)
+            .lines()
+            .any(|l| l == format!("url = \"mqtt://{listen}\"")),
+        "{}",
+        text(&out.stdout)
+    );
+    let postinst = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cross/debian/postinst");
+    let syntax = Command::new("sh")
+        .arg("-n")
+        .arg(&postinst)
+        .output()
+        .unwrap();
+    assert!(syntax.status.success(), "{}", text(&syntax.stderr));
+
+    // Where nothing listens, the embedded broker will.
+    let free = format!("127.0.0.1:{}", free_port());
+    let dir = TempDir::new("cli-init-free");
+    let out = hark(dir.path(), &["init", "--listen", &free]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let written = std::fs::read_to_string(dir.path().join("hark.toml")).unwrap();
+    assert!(written.contains("url = \"\""), "{written}");
+    assert!(
+        written.contains(&format!("listen = \"{free}\"")),
+        "{written}"
+    );
+}
+
+#[test]
+fn an_embedded_broker_whose_port_a_broker_holds_says_to_use_that_broker() {
+    let mosquitto = Mosquitto::start();
+    let dir = TempDir::new("cli-port-clash");
+    let config = config_for(dir.path(), mosquitto.port);
+    let out = hark(dir.path(), &["--config", config.to_str().unwrap(), "run"]);
+    assert_eq!(out.status.code(), Some(2), "a start-up error");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "use it instead of starting a second one, with mqtt.url = \"mqtt://127.0.0.1:{}\"",
+            mosquitto.port
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("Address already in use").count(),
+        1,
+        "said once: {err}"
+    );
+}
+
 /// Runs a hub, makes a few requests, and returns the audit log's lines.
 fn audit_log_with_requests(dir: &Path) -> Vec<String> {
     let hub = Hub::start(dir);

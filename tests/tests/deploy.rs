@@ -114,6 +114,7 @@ fn the_packaged_config_loads_and_keeps_state_in_var_lib_hark() {
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
         "PrivateTmp=yes",
+        "RestartPreventExitStatus=2",
     ] {
         assert!(
             unit.lines().any(|l| l == line),

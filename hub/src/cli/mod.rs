@@ -1,6 +1,7 @@
 //! The commands besides `hark run`: what they do, separate from how `main`
 //! parses them, so tests can call them directly.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::config::{Config, ConfigError};
@@ -37,21 +38,79 @@ pub enum InitError {
     },
 }
 
-/// `hark init`: writes the commented default config.
-pub fn init(path: &Path, force: bool) -> Result<(), InitError> {
+/// Where `hark init` looks for a broker unless told: the embedded broker's
+/// default address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:1883";
+
+/// The config `hark init` writes for `listen` (see [`init`]), and what it
+/// found there, in words.
+pub fn init_text(listen: SocketAddr) -> (String, String) {
+    use crate::mqtt::probe::{Found, probe};
+    let mut ask = listen;
+    if ask.ip().is_unspecified() {
+        ask.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let default_listen = format!("listen = \"{DEFAULT_LISTEN}\"");
+    match probe(ask, std::time::Duration::from_millis(500)) {
+        Found::Broker { open } => (
+            crate::config::DEFAULT_CONFIG.replacen(
+                "url = \"\"",
+                &format!("url = \"mqtt://{ask}\""),
+                1,
+            ),
+            format!(
+                "an MQTT broker already listens on {ask}: the config uses it (mqtt.url) instead \
+                 of starting the embedded broker{}",
+                if open {
+                    ""
+                } else {
+                    "; it asks for credentials: set mqtt.username and mqtt.password"
+                }
+            ),
+        ),
+        Found::Nothing => (
+            crate::config::DEFAULT_CONFIG.replacen(
+                &default_listen,
+                &format!("listen = \"{listen}\""),
+                1,
+            ),
+            format!("no broker on {ask}: the hub will start its embedded broker there"),
+        ),
+        Found::Other => (
+            crate::config::DEFAULT_CONFIG.replacen(
+                &default_listen,
+                &format!("listen = \"{listen}\""),
+                1,
+            ),
+            format!(
+                "warning: a program that is not an MQTT broker holds {ask}; set mqtt.listen to \
+                 a free port (or mqtt.url to your broker) before `hark run`"
+            ),
+        ),
+    }
+}
+
+/// `hark init`: writes the commented default config, made to fit the
+/// machine: when an MQTT broker already answers on `listen` (Home
+/// Assistant and Zigbee2MQTT households usually run mosquitto on 1883),
+/// the config uses it as `mqtt.url` instead of starting a second broker
+/// on the same port. Returns what it found, for the person to read.
+pub fn init(path: &Path, force: bool, listen: SocketAddr) -> Result<String, InitError> {
     if path.exists() && !force {
         return Err(InitError::Exists(path.to_path_buf()));
     }
+    let (text, found) = init_text(listen);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|source| InitError::Write {
             path: path.to_path_buf(),
             source,
         })?;
     }
-    std::fs::write(path, crate::config::DEFAULT_CONFIG).map_err(|source| InitError::Write {
+    std::fs::write(path, text).map_err(|source| InitError::Write {
         path: path.to_path_buf(),
         source,
-    })
+    })?;
+    Ok(found)
 }
 
 /// `hark audit verify`: a line for the person, and whether the log is intact.
@@ -151,13 +210,21 @@ mod tests {
     fn init_refuses_to_overwrite_without_force() {
         let dir = std::env::temp_dir().join(format!("hark-init-{}", std::process::id()));
         let path = dir.join("hark.toml");
-        init(&path, false).unwrap();
-        assert!(
-            Config::load(&path).is_ok(),
-            "the written file is a valid config"
+        // A port nothing listens on: the embedded broker will.
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listen = free.local_addr().unwrap();
+        drop(free);
+        init(&path, false, listen).unwrap();
+        let config = Config::load(&path).expect("the written file is a valid config");
+        assert_eq!(
+            config.mqtt.broker,
+            crate::config::Broker::Embedded { listen }
         );
-        assert!(matches!(init(&path, false), Err(InitError::Exists(_))));
-        init(&path, true).unwrap();
+        assert!(matches!(
+            init(&path, false, listen),
+            Err(InitError::Exists(_))
+        ));
+        init(&path, true, listen).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

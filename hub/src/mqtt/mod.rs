@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+pub mod probe;
+
 use rumqttc::{AsyncClient, EventLoop, LastWill, MqttOptions};
 
 use crate::config::MqttConfig;
