@@ -245,6 +245,47 @@ fn rust_log_hark_debug_shows_the_hubs_debug_lines_and_never_the_brokers_noise() 
 }
 
 #[test]
+fn with_no_sound_card_every_stderr_line_is_a_log_line_and_json_logs_parse() {
+    // audio.backend = "auto" probes ALSA, whose library prints its own
+    // errors on a machine without a sound card unless the hub routes them.
+    let dir = TempDir::new("cli-json-log");
+    let port = free_port();
+    let config = dir.path().join("hark.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\n[mqtt]\nlisten = \"127.0.0.1:{port}\"\n[audio]\nbackend = \"auto\"\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut child = Command::new(hark_binary())
+        .args(["--log-format", "json", "--config"])
+        .arg(&config)
+        .arg("run")
+        .env_remove("RUST_LOG")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_online(port, "hark");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.lines().count() >= 3, "{text}");
+    for line in text.lines() {
+        let parsed: Result<Value, _> = serde_json::from_str(line);
+        assert!(
+            parsed.is_ok_and(|v| v["level"].is_string()),
+            "not a JSON log line: {line:?}\n{text}"
+        );
+    }
+}
+
+#[test]
 fn a_config_with_an_unknown_key_is_refused_naming_the_key() {
     let dir = TempDir::new("cli-badconfig");
     let path = dir.path().join("hark.toml");

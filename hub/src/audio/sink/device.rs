@@ -85,6 +85,7 @@ pub(super) fn start(warnings: Arc<Warnings>) -> Result<(Handle, u32), AudioError
     std::thread::Builder::new()
         .name("hark-audio".to_owned())
         .spawn(move || {
+            alsa_errors_to_log();
             let probed =
                 open_host().and_then(|host| probe(&host).map(|(_, config)| (host, config)));
             match probed {
@@ -112,6 +113,51 @@ pub(super) fn start(warnings: Arc<Warnings>) -> Result<(Handle, u32), AudioError
         )),
     }
 }
+
+/// alsa-lib prints its errors straight to stderr: on a board without a
+/// sound card, eight `ALSA lib confmisc.c:855:(parse_card) cannot find card
+/// '0'` lines at every start, which are not log lines (they break
+/// `--log-format json`) and say nothing the hub's own warning does not.
+/// On this thread, where the hub talks to ALSA, they go to the hub's log
+/// instead, at debug level, target `alsa`. (The handler is per thread; a
+/// playing stream's own thread, which cpal starts, keeps alsa-lib's.)
+#[cfg(target_os = "linux")]
+fn alsa_errors_to_log() {
+    use std::ffi::{CStr, c_char, c_int};
+    unsafe extern "C" fn to_log(
+        file: *const c_char,
+        line: c_int,
+        function: *const c_char,
+        err: c_int,
+        _fmt: *const c_char,
+        _args: *mut alsa_sys::__va_list_tag,
+    ) {
+        let text = |p: *const c_char| {
+            if p.is_null() {
+                String::new()
+            } else {
+                // SAFETY: alsa-lib passes NUL-terminated strings (its
+                // __FILE__ and __func__) that outlive the call.
+                unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+            }
+        };
+        let reason = if err == 0 {
+            String::new()
+        } else {
+            // SAFETY: snd_strerror returns a static string for any code.
+            text(unsafe { alsa_sys::snd_strerror(err) })
+        };
+        tracing::debug!(target: "alsa", "{}:{} ({}) {}", text(file), line, text(function), reason);
+    }
+    // SAFETY: sets this thread's handler; `to_log` has the signature
+    // alsa-lib calls it with and never unwinds (tracing does not panic).
+    unsafe {
+        alsa_sys::snd_lib_error_set_local(Some(to_log));
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn alsa_errors_to_log() {}
 
 /// The audio thread without the startup probe, so tests on a machine with
 /// no sound card can reach the play-time failure path.
