@@ -95,6 +95,8 @@ pub struct RawTrust {
 #[serde(deny_unknown_fields, default)]
 pub struct RawAudit {
     pub path: String,
+    pub checkpoint_every: Option<u64>,
+    pub checkpoint_s: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -188,6 +190,10 @@ pub struct Config {
     /// High-risk permissions granted per skill.
     pub grants: BTreeMap<String, Vec<Permission>>,
     pub audit_path: PathBuf,
+    /// A signed checkpoint after this many records...
+    pub audit_checkpoint_every: u64,
+    /// ...or after this long, if anything was written since the last one.
+    pub audit_checkpoint_s: Duration,
     pub audio: AudioConfig,
     pub hermes: HermesConfig,
     pub wyoming: WyomingConfig,
@@ -277,6 +283,26 @@ impl RawConfig {
         } else {
             PathBuf::from(self.audit.path)
         };
+        let audit_checkpoint_every = match self.audit.checkpoint_every {
+            None => 100,
+            Some(n) if (1..=1_000_000).contains(&n) => n,
+            Some(n) => {
+                return Err(invalid(
+                    "audit.checkpoint_every",
+                    format!("{n} is outside 1..=1000000 (records between signed checkpoints)"),
+                ));
+            }
+        };
+        let audit_checkpoint_s = match self.audit.checkpoint_s {
+            None => 60,
+            Some(n) if (1..=86_400).contains(&n) => n,
+            Some(n) => {
+                return Err(invalid(
+                    "audit.checkpoint_s",
+                    format!("{n} is outside 1..=86400 (seconds between signed checkpoints)"),
+                ));
+            }
+        };
 
         let backend = match self.audio.backend.as_deref().unwrap_or("auto") {
             "auto" => AudioBackend::Auto,
@@ -303,6 +329,8 @@ impl RawConfig {
             trust_keys: self.trust.keys,
             grants,
             audit_path,
+            audit_checkpoint_every,
+            audit_checkpoint_s: Duration::from_secs(audit_checkpoint_s),
             audio: AudioConfig { backend, media_dir },
             hermes,
             wyoming,
@@ -536,6 +564,8 @@ mod tests {
         assert_eq!(c.tier, Tier::Paranoid);
         assert_eq!(c.mqtt.prefix, "hark");
         assert!(c.grants.is_empty());
+        assert_eq!(c.audit_checkpoint_every, 100);
+        assert_eq!(c.audit_checkpoint_s, Duration::from_secs(60));
     }
 
     #[test]
@@ -564,6 +594,9 @@ mod tests {
                 "grants.lights",
             ),
             ("[audio]\nbackend = \"pulse\"", "audio.backend"),
+            ("[audit]\ncheckpoint_every = 0", "audit.checkpoint_every"),
+            ("[audit]\ncheckpoint_s = 0", "audit.checkpoint_s"),
+            ("[audit]\ncheckpoint_s = 100000", "audit.checkpoint_s"),
             (
                 "[hermes.intents]\nSetTimer = \"Timer Set\"",
                 "hermes.intents.SetTimer",

@@ -135,6 +135,8 @@ enum AuditCommand {
         /// Log file (default: audit.path of the config)
         file: Option<PathBuf>,
     },
+    /// Print the public half of the hub's signing key (ed25519:<base64>)
+    Key,
 }
 
 fn main() -> ExitCode {
@@ -235,6 +237,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("--seconds must be between 0.05 and 60");
             }
             println!("{}", cli::calibrate(seconds));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command: AuditCommand::Key,
+        } => {
+            let (config, _) = cli::load_config(cli.config.as_deref())?;
+            println!("{}", cli::audit_key(&config).map_err(anyhow::Error::msg)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {

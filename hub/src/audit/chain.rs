@@ -1,13 +1,17 @@
 //! The writer: appends records to the chain, and resumes it on open, even after a torn write.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use ed25519_compact::SecretKey;
+
+use super::checkpoint::{Checkpoint, CheckpointJob, checkpoints_path, last_checkpoint, origin};
 use super::line::{encode_line, parse_line};
+use super::merkle::{Frontier, Hash, leaf_hash};
 use super::sync::{Head, SyncJob};
 use super::tail::{TAIL_CHUNK, read_tail};
 use super::{AuditError, FILE_MODE, Kind, Record, format_timestamp};
@@ -29,6 +33,75 @@ pub struct AuditLog {
     len: u64,
     /// The file ends in a fragment that is not a line; the next append starts with '\n' to isolate it.
     pending_newline: bool,
+    /// The Merkle tree's right edge over every record in the file.
+    tree: Frontier,
+    /// The tree size of the last checkpoint made (or of the log as opened).
+    checkpointed: u64,
+    /// Signs checkpoints; `None` makes none.
+    key: Option<SecretKey>,
+    /// The seq of the first `gap` record in the log.
+    broken_since: Option<u64>,
+    /// A gap found and recorded, not yet reported by the hub.
+    new_gap: Option<Gap>,
+}
+
+/// Records missing from the log, found at open or while running; the `gap` record says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    /// The seq of the `gap` record.
+    pub seq: u64,
+    pub message: String,
+}
+
+/// What one pass over the file found.
+struct Scan {
+    tree: Frontier,
+    /// The root of the first `at` leaves, when the log has that many.
+    root_at: Option<Hash>,
+    first_gap: Option<u64>,
+}
+
+/// Reads every complete line from the start: each record is a leaf. Lines that are not records
+/// (a fragment isolated after a torn write) are not leaves, here as in the verifier.
+fn scan(file: &mut File, path: &Path, at: Option<u64>) -> Result<Scan, AuditError> {
+    file.seek(SeekFrom::Start(0))
+        .map_err(AuditError::io(path, "read"))?;
+    let mut reader = BufReader::new(file);
+    let mut tree = Frontier::default();
+    let mut root_at = None;
+    let mut first_gap = None;
+    let mut buf = Vec::new();
+    if at == Some(0) {
+        root_at = Some(tree.root());
+    }
+    loop {
+        buf.clear();
+        if reader
+            .read_until(b'\n', &mut buf)
+            .map_err(AuditError::io(path, "read"))?
+            == 0
+        {
+            break;
+        }
+        if buf.pop() != Some(b'\n') {
+            break;
+        }
+        let Ok(rec) = parse_line(&buf) else {
+            continue;
+        };
+        if rec.kind == "gap" && first_gap.is_none() {
+            first_gap = Some(rec.seq);
+        }
+        tree.push(leaf_hash(&buf));
+        if Some(tree.size()) == at {
+            root_at = Some(tree.root());
+        }
+    }
+    Ok(Scan {
+        tree,
+        root_at,
+        first_gap,
+    })
 }
 
 impl AuditLog {
@@ -40,6 +113,15 @@ impl AuditLog {
     /// newline that isolates it. Writing both at once means a second crash right after this one
     /// cannot leave the fragment as the last complete line, which would stop the next open.
     pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
+        AuditLog::open_signed(path, None)
+    }
+
+    /// Like [`AuditLog::open`], and signs checkpoints with `key`. Reads the whole log once to
+    /// rebuild the Merkle tree, and holds it against the last checkpoint in
+    /// `<path>.checkpoints`: a log shorter than it, or whose first records do not give its
+    /// root, is not continued silently. A `gap` record is appended naming what is missing, and
+    /// [`AuditLog::take_gap`] hands it to the hub to raise the alarm.
+    pub fn open_signed(path: &Path, key: Option<SecretKey>) -> Result<AuditLog, AuditError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             fs::create_dir_all(dir).map_err(AuditError::io(dir, "create its directory"))?;
         }
@@ -77,6 +159,15 @@ impl AuditLog {
                 }
             },
         };
+        let last_checkpoint = match &key {
+            Some(key) => last_checkpoint(path, &key.public_key()),
+            None => Ok(None),
+        };
+        let at = last_checkpoint
+            .as_ref()
+            .ok()
+            .and_then(|c| c.as_ref().map(|c| c.size));
+        let scan = scan(&mut file, path, at)?;
         let mut log = AuditLog {
             file,
             path: path.to_owned(),
@@ -86,6 +177,11 @@ impl AuditLog {
             dirty: last_seq > 0,
             len,
             pending_newline: false,
+            checkpointed: scan.tree.size(),
+            tree: scan.tree,
+            key,
+            broken_since: scan.first_gap,
+            new_gap: None,
         };
         if tail.partial_len > 0 {
             tracing::warn!(
@@ -107,16 +203,76 @@ impl AuditLog {
             log.append(&note)?;
             log.sync()?;
         }
+        let missing = match last_checkpoint {
+            Err(reason) => Some(format!(
+                "its last checkpoint cannot be trusted, so what the log held before is unknown: \
+                 {reason}"
+            )),
+            Ok(None) => None,
+            Ok(Some(cp)) if scan.root_at.is_none() => Some(format!(
+                "the log holds {} records but its last checkpoint covers {}: records {} to {} \
+                 are missing (cut off the end, or the file was truncated or replaced)",
+                log.checkpointed,
+                cp.size,
+                log.checkpointed + 1,
+                cp.size
+            )),
+            Ok(Some(cp)) if scan.root_at != Some(cp.root) => Some(format!(
+                "its first {} records do not match its last checkpoint: the log was rewritten or \
+                 replaced",
+                cp.size
+            )),
+            Ok(Some(_)) => None,
+        };
+        if let Some(message) = missing {
+            log.record_gap(message)?;
+            log.sync()?;
+        }
         Ok(log)
+    }
+
+    /// Appends a `gap` record and keeps it for [`AuditLog::take_gap`].
+    fn record_gap(&mut self, message: String) -> Result<(), AuditError> {
+        tracing::error!(path = %self.path.display(), "audit log: {message}");
+        let seq = self.write(&Record {
+            code: Some("gap".to_owned()),
+            message: Some(message.clone()),
+            ..Record::new(Kind::Gap)
+        })?;
+        self.broken_since.get_or_insert(seq);
+        self.new_gap = Some(Gap { seq, message });
+        Ok(())
     }
 
     /// Appends one record; returns its seq. The line reaches the kernel (one write(2) of the
     /// whole line) before this returns, so a crash of the process after it loses nothing.
+    ///
+    /// A file shorter than this writer left it was truncated under it (logrotate's
+    /// `copytruncate` does that): a `gap` record goes first.
     pub fn append(&mut self, record: &Record) -> Result<u64, AuditError> {
+        let now = self
+            .file
+            .metadata()
+            .map_err(AuditError::io(&self.path, "read metadata"))?
+            .len();
+        if now < self.len {
+            self.len = now;
+            self.pending_newline = false;
+            self.record_gap(format!(
+                "the log file was truncated to {now} bytes while the hub was writing it \
+                 (logrotate's copytruncate?): the records up to seq {} are no longer in it",
+                self.last_seq
+            ))?;
+        }
+        self.write(record)
+    }
+
+    fn write(&mut self, record: &Record) -> Result<u64, AuditError> {
         let seq = self.last_seq + 1;
         let ts = format_timestamp(SystemTime::now());
         let (mut line, hash) =
             encode_line(seq, &ts, record, &self.last_hash).map_err(AuditError::Encode)?;
+        let leaf = leaf_hash(&line[..line.len() - 1]);
         if self.pending_newline {
             line.insert(0, b'\n');
         }
@@ -137,6 +293,7 @@ impl AuditLog {
         self.last_hash = hash;
         self.dirty = true;
         self.pending_newline = false;
+        self.tree.push(leaf);
         Ok(seq)
     }
 
@@ -169,6 +326,40 @@ impl AuditLog {
                 hash: self.last_hash.clone(),
             },
         }))
+    }
+
+    /// A checkpoint of the tree as it is now, to sign and append off the hub's loop after the
+    /// sync of the same records; `None` without a key or when nothing was written since the last.
+    pub fn prepare_checkpoint(&mut self) -> Option<CheckpointJob> {
+        let key = self.key.as_ref()?;
+        if self.tree.size() == self.checkpointed {
+            return None;
+        }
+        self.checkpointed = self.tree.size();
+        Some(CheckpointJob {
+            checkpoint: Checkpoint {
+                origin: origin(&key.public_key()),
+                size: self.tree.size(),
+                root: self.tree.root(),
+            },
+            key: key.clone(),
+            path: checkpoints_path(&self.path),
+        })
+    }
+
+    /// Records written since the last checkpoint.
+    pub fn since_checkpoint(&self) -> u64 {
+        self.tree.size() - self.checkpointed
+    }
+
+    /// The seq of the first `gap` record, if the log has one.
+    pub fn broken_since(&self) -> Option<u64> {
+        self.broken_since
+    }
+
+    /// A gap recorded since the last call.
+    pub fn take_gap(&mut self) -> Option<Gap> {
+        self.new_gap.take()
     }
 
     /// 0 when empty.

@@ -88,6 +88,8 @@ pub(super) struct Parsed {
     pub(super) seq: u64,
     pub(super) prev: String,
     pub(super) hash: String,
+    /// The record's `kind`, as written.
+    pub(super) kind: String,
 }
 
 /// Parses and checks one line (without its '\n'); on failure, the seq if one can be read, and why.
@@ -134,10 +136,16 @@ pub(super) fn parse_line(line: &[u8]) -> Result<Parsed, (Option<u64>, String)> {
     else {
         return Err((Some(seq), "record has no valid prev".to_owned()));
     };
+    let kind = obj
+        .get("kind")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     Ok(Parsed {
         seq,
         prev: prev.to_owned(),
         hash,
+        kind,
     })
 }
 

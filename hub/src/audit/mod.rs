@@ -5,7 +5,11 @@
 //! Layout:
 //! - `record`: [`Record`], the facts of one event
 //! - `line`: one line of the file, its hash, and reading it back
-//! - `chain`: [`AuditLog`], the one writer: open, resume after a crash, append
+//! - `chain`: [`AuditLog`], the one writer: open, resume after a crash, append, and hold the log
+//!   against its last checkpoint ([`Gap`])
+//! - `merkle`: RFC 6962 leaf and node hashes, the tree's right edge, inclusion proofs
+//! - `checkpoint`: the hub's key, checkpoints as C2SP signed notes, [`CheckpointJob`]
+//! - `proof`: `hark audit prove` and `verify --proof`
 //! - `tail`: the last complete line of a big log, read backwards
 //! - `sync`: [`SyncJob`], fdatasync and the head file ([`head_path`]), off the hub's loop
 //! - `verify`: [`verify`], which names the first broken record
@@ -14,8 +18,10 @@
 //! - `error`: [`AuditError`]
 
 mod chain;
+pub mod checkpoint;
 mod error;
 mod line;
+pub mod merkle;
 mod record;
 mod shared;
 mod sync;
@@ -25,7 +31,8 @@ mod test_util;
 mod timestamp;
 mod verify;
 
-pub use chain::{AuditLog, GENESIS};
+pub use chain::{AuditLog, GENESIS, Gap};
+pub use checkpoint::CheckpointJob;
 pub use error::AuditError;
 pub use record::{Decision, Kind, Record};
 pub use shared::Audit;

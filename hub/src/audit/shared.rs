@@ -1,6 +1,6 @@
 //! The log as the hub shares it between the dispatcher and its services.
 
-use super::{AuditLog, Record, SyncJob};
+use super::{AuditLog, CheckpointJob, Gap, Record, SyncJob};
 
 /// The log as the hub shares it between the dispatcher and its services.
 /// A failing disk is logged loudly but never fails the request that was
@@ -8,13 +8,29 @@ use super::{AuditLog, Record, SyncJob};
 #[derive(Debug)]
 pub struct Audit {
     log: std::sync::Mutex<AuditLog>,
+    /// Records between checkpoints.
+    every: u64,
+    /// Woken when `every` records were written since the last checkpoint.
+    due: tokio::sync::Notify,
 }
 
 impl Audit {
     pub fn new(log: AuditLog) -> std::sync::Arc<Audit> {
+        Audit::with_checkpoints(log, u64::MAX)
+    }
+
+    /// Wakes [`Audit::checkpoint_due`] every `every` records.
+    pub fn with_checkpoints(log: AuditLog, every: u64) -> std::sync::Arc<Audit> {
         std::sync::Arc::new(Audit {
             log: std::sync::Mutex::new(log),
+            every,
+            due: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Resolves when enough records wait for a checkpoint.
+    pub async fn checkpoint_due(&self) {
+        self.due.notified().await;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, AuditLog> {
@@ -23,8 +39,14 @@ impl Audit {
 
     /// Appends `record`; its seq, or `None` when the log could not be written.
     pub fn record(&self, record: &Record) -> Option<u64> {
-        match self.lock().append(record) {
-            Ok(seq) => Some(seq),
+        let mut log = self.lock();
+        match log.append(record) {
+            Ok(seq) => {
+                if log.since_checkpoint() >= self.every {
+                    self.due.notify_one();
+                }
+                Some(seq)
+            }
             Err(e) => {
                 tracing::error!("audit log: {e}");
                 None
@@ -37,6 +59,37 @@ impl Audit {
         if let Err(e) = self.lock().sync() {
             tracing::error!("audit log: {e}");
         }
+    }
+
+    /// The disk work of a sync and then of a checkpoint of the same records, to run in this
+    /// order off the hub's loop.
+    pub fn jobs(&self, checkpoint: bool) -> (Option<SyncJob>, Option<CheckpointJob>) {
+        let mut log = self.lock();
+        let sync = log.prepare_sync().unwrap_or_else(|e| {
+            tracing::error!("audit log: {e}");
+            None
+        });
+        let checkpoint = if checkpoint {
+            log.prepare_checkpoint()
+        } else {
+            None
+        };
+        (sync, checkpoint)
+    }
+
+    /// Records written since the last checkpoint.
+    pub fn since_checkpoint(&self) -> u64 {
+        self.lock().since_checkpoint()
+    }
+
+    /// The seq of the first `gap` record, if the log has one.
+    pub fn broken_since(&self) -> Option<u64> {
+        self.lock().broken_since()
+    }
+
+    /// A gap recorded since the last call, for the hub to raise its alarm.
+    pub fn take_gap(&self) -> Option<Gap> {
+        self.lock().take_gap()
     }
 
     /// Like [`Audit::sync`], but hands the disk work back as a job to run

@@ -54,6 +54,20 @@ pub fn init(path: &Path, force: bool) -> Result<(), InitError> {
     })
 }
 
+/// `hark audit key`: `ed25519:<base64>` of the public half of the hub's signing key.
+pub fn audit_key(config: &Config) -> Result<String, String> {
+    use crate::audit::checkpoint::{KeyError, hub_key_path, read_key};
+    let path = hub_key_path(&config.state_dir);
+    match read_key(&path) {
+        Ok(key) => Ok(crate::signing::format_key(&key.public_key())),
+        Err(KeyError::Missing) => Err(format!(
+            "there is no hub key at {} yet: the hub makes it at its first start (hark run)",
+            path.display()
+        )),
+        Err(KeyError::Other(reason)) => Err(format!("{}: {reason}", path.display())),
+    }
+}
+
 /// `hark audit verify`: a line for the person, and whether the log is intact.
 pub fn audit_verify(path: &Path) -> (String, bool) {
     match crate::audit::verify(path) {
