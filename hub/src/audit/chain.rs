@@ -227,6 +227,11 @@ impl AuditLog {
         if let Some(message) = missing {
             log.record_gap(message)?;
             log.sync()?;
+            // The log as it is now, gap record included, is what the next start holds it to:
+            // the gap is recorded once, not at every start.
+            if let Some(job) = log.prepare_checkpoint() {
+                job.run()?;
+            }
         }
         Ok(log)
     }
@@ -514,5 +519,114 @@ mod tests {
         assert_eq!(log.append(&request(10_001)).unwrap(), 10_001);
         log.sync().unwrap();
         assert_eq!(verify(&path).unwrap().records, 10_001);
+    }
+
+    mod gaps {
+        use std::fs;
+
+        use crate::audit::test_util::{
+            TestDir, key, read_lines, request, write_lines, write_signed_log,
+        };
+        use crate::audit::{AuditLog, head_path, verify};
+
+        #[test]
+        fn a_log_cut_below_its_last_checkpoint_gets_a_gap_record_at_start() {
+            let dir = TestDir::new("gap-cut");
+            let path = write_signed_log(&dir, 8, &[7]);
+            let mut lines = read_lines(&path);
+            lines.truncate(5);
+            write_lines(&path, &lines);
+            fs::remove_file(head_path(&path)).unwrap();
+
+            let mut log = AuditLog::open_signed(&path, Some(key())).unwrap();
+            let gap = log.take_gap().expect("a gap");
+            assert_eq!(gap.seq, 6);
+            assert!(
+                gap.message
+                    .contains("holds 5 records but its last checkpoint covers 7"),
+                "{}",
+                gap.message
+            );
+            assert!(
+                gap.message.contains("records 6 to 7 are missing"),
+                "{}",
+                gap.message
+            );
+            assert_eq!(log.broken_since(), Some(6));
+            assert_eq!(log.append(&request(9)).unwrap(), 7);
+            drop(log);
+            let lines = read_lines(&path);
+            assert!(lines[5].contains("\"kind\":\"gap\""), "{}", lines[5]);
+            let e = verify(&path).unwrap_err();
+            assert_eq!((e.line, e.seq), (6, Some(6)));
+            assert!(e.reason.contains("recorded the gap here"), "{e}");
+
+            // The gap is remembered at every later start, and not recorded twice.
+            let mut log = AuditLog::open_signed(&path, Some(key())).unwrap();
+            assert_eq!(log.broken_since(), Some(6));
+            assert_eq!(log.take_gap(), None);
+            assert_eq!(log.last_seq(), 7);
+        }
+
+        #[test]
+        fn an_intact_log_opens_without_a_gap() {
+            let dir = TestDir::new("gap-none");
+            let path = write_signed_log(&dir, 8, &[4, 8]);
+            let mut log = AuditLog::open_signed(&path, Some(key())).unwrap();
+            assert_eq!((log.take_gap(), log.broken_since()), (None, None));
+            assert_eq!(log.since_checkpoint(), 0);
+            assert!(log.prepare_checkpoint().is_none());
+            log.append(&request(9)).unwrap();
+            assert_eq!(log.since_checkpoint(), 1);
+        }
+
+        #[test]
+        fn a_log_replaced_under_its_checkpoint_gets_a_gap_record() {
+            let dir = TestDir::new("gap-replaced");
+            let path = write_signed_log(&dir, 4, &[4]);
+            let mut lines = read_lines(&path);
+            lines[3] = lines[3].replace("kitchen", "cellar!");
+            write_lines(&path, &lines);
+            // The last line is damaged: open refuses, as before.
+            assert!(AuditLog::open_signed(&path, Some(key())).is_err());
+            let mut lines = read_lines(&path);
+            lines[1] = lines[1].replace("kitchen", "cellar!");
+            lines[3] = read_lines(&path)[3].replace("cellar!", "kitchen");
+            write_lines(&path, &lines);
+            let mut log = AuditLog::open_signed(&path, Some(key())).unwrap();
+            let gap = log.take_gap().expect("a gap");
+            assert!(
+                gap.message.contains("records 4 to 4 are missing")
+                    || gap.message.contains("do not match its last checkpoint"),
+                "{}",
+                gap.message
+            );
+        }
+
+        #[test]
+        fn a_file_truncated_under_the_writer_gets_a_gap_record_first() {
+            let dir = TestDir::new("gap-copytruncate");
+            let path = write_signed_log(&dir, 3, &[3]);
+            let mut log = AuditLog::open_signed(&path, Some(key())).unwrap();
+            log.append(&request(4)).unwrap();
+            fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+            assert_eq!(log.append(&request(5)).unwrap(), 6);
+            let gap = log.take_gap().expect("a gap");
+            assert_eq!(gap.seq, 5);
+            assert!(
+                gap.message.contains("truncated to 0 bytes"),
+                "{}",
+                gap.message
+            );
+            drop(log);
+            let lines = read_lines(&path);
+            assert_eq!(lines.len(), 2);
+            assert!(lines[0].contains("\"kind\":\"gap\""), "{}", lines[0]);
+        }
     }
 }

@@ -22,6 +22,7 @@ pub mod checkpoint;
 mod error;
 mod line;
 pub mod merkle;
+pub mod proof;
 mod record;
 mod shared;
 mod sync;
@@ -38,7 +39,7 @@ pub use record::{Decision, Kind, Record};
 pub use shared::Audit;
 pub use sync::{SyncJob, head_path};
 pub use timestamp::format_timestamp;
-pub use verify::{VerifyError, VerifyReport, verify};
+pub use verify::{Checks, VerifyError, VerifyReport, verify, verify_with};
 
 /// Requests can carry what people said at home: no world access.
 const FILE_MODE: u32 = 0o640;
