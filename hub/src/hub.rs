@@ -329,8 +329,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     audit_task.abort();
     publisher.abort();
     // Anything recorded after the goodbye's checkpoint gets one of its own, on disk only.
-    let (sync, checkpoint) = dispatcher.audit_log().jobs(true);
-    let _ = tokio::task::spawn_blocking(move || write_audit(sync, checkpoint)).await;
+    let audit = dispatcher.audit_log().clone();
+    let _ = tokio::task::spawn_blocking(move || audit.write_out(true)).await;
     let timers = dispatcher.services().timers.clone();
     let _ = tokio::task::spawn_blocking(move || timers.flush(Duration::from_secs(2))).await;
     tracing::info!("hark stopped");
@@ -382,14 +382,13 @@ async fn audit_service(
         }
         let checkpoint =
             full || audit.since_checkpoint() > 0 && last_checkpoint.elapsed() >= checkpoint_every;
-        let (sync, checkpoint) = audit.jobs(checkpoint);
-        if checkpoint.is_some() {
+        if checkpoint {
             last_checkpoint = Instant::now();
-        }
-        if sync.is_none() && checkpoint.is_none() {
+        } else if !audit.unsynced() {
             continue;
         }
-        match tokio::task::spawn_blocking(move || write_audit(sync, checkpoint)).await {
+        let audit = audit.clone();
+        match tokio::task::spawn_blocking(move || audit.write_out(checkpoint)).await {
             Ok(Some(note)) => {
                 outbox
                     .send(Message {
@@ -401,27 +400,6 @@ async fn audit_service(
             }
             Ok(None) => {}
             Err(e) => tracing::error!("audit sync task: {e}"),
-        }
-    }
-}
-
-/// Runs a sync, then the checkpoint of the same records; the signed note when one was written.
-fn write_audit(
-    sync: Option<audit::SyncJob>,
-    checkpoint: Option<audit::CheckpointJob>,
-) -> Option<String> {
-    if let Some(job) = sync {
-        if let Err(e) = job.run() {
-            // A checkpoint must not name records that may not be on the disk.
-            tracing::error!("audit log: {e}");
-            return None;
-        }
-    }
-    match checkpoint?.run() {
-        Ok(note) => Some(note),
-        Err(e) => {
-            tracing::error!("audit log: {e}");
-            None
         }
     }
 }
@@ -646,8 +624,8 @@ impl Server {
             message: Some("hark stopped".into()),
             ..Default::default()
         });
-        let (sync, checkpoint) = self.dispatcher.audit_log().jobs(true);
-        let note = tokio::task::spawn_blocking(move || write_audit(sync, checkpoint))
+        let audit = self.dispatcher.audit_log().clone();
+        let note = tokio::task::spawn_blocking(move || audit.write_out(true))
             .await
             .ok()
             .flatten();

@@ -282,7 +282,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 None
             };
-            let key = cli::audit_public_key(key.as_deref(), config.as_ref());
+            // The config's hub key is this hub's: it checks this hub's log, not any file.
+            let own_log = match (&file, &config) {
+                (None, Some(_)) => true,
+                (Some(file), Some(c)) => same_file(file, &c.audit_path),
+                _ => false,
+            };
+            let key = cli::audit_public_key(key.as_deref(), config.as_ref().filter(|_| own_log));
             let (line, verdict) = match (proof, file) {
                 (Some(proof), _) => cli::audit_verify_proof(&proof, key.as_deref()),
                 (None, file) => {
@@ -374,6 +380,13 @@ keys = [\"{public}\"]",
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

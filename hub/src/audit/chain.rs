@@ -352,6 +352,11 @@ impl AuditLog {
         })
     }
 
+    /// Records appended since the last sync.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
     /// Records written since the last checkpoint.
     pub fn since_checkpoint(&self) -> u64 {
         self.tree.size() - self.checkpointed

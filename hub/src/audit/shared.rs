@@ -12,6 +12,9 @@ pub struct Audit {
     every: u64,
     /// Woken when `every` records were written since the last checkpoint.
     due: tokio::sync::Notify,
+    /// Held while syncing and checkpointing: two syncs at once race on the head file's rename,
+    /// and a checkpoint prepared later must not be appended before one prepared earlier.
+    disk: std::sync::Mutex<()>,
 }
 
 impl Audit {
@@ -25,6 +28,7 @@ impl Audit {
             log: std::sync::Mutex::new(log),
             every,
             due: tokio::sync::Notify::new(),
+            disk: std::sync::Mutex::new(()),
         })
     }
 
@@ -56,14 +60,35 @@ impl Audit {
 
     /// fdatasync the log and refresh its head file.
     pub fn sync(&self) {
+        let _disk = self.disk.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(e) = self.lock().sync() {
             tracing::error!("audit log: {e}");
         }
     }
 
-    /// The disk work of a sync and then of a checkpoint of the same records, to run in this
-    /// order off the hub's loop.
-    pub fn jobs(&self, checkpoint: bool) -> (Option<SyncJob>, Option<CheckpointJob>) {
+    /// Syncs the log, then (when `checkpoint`) signs and appends a checkpoint of the same
+    /// records; the signed note when one was written. Blocks on the disk: run it off the hub's
+    /// loop. Appends go on meanwhile: the log's lock is held only to take the jobs.
+    pub fn write_out(&self, checkpoint: bool) -> Option<String> {
+        let _disk = self.disk.lock().unwrap_or_else(|e| e.into_inner());
+        let (sync, checkpoint) = self.jobs(checkpoint);
+        if let Some(job) = sync {
+            if let Err(e) = job.run() {
+                // A checkpoint must not name records that may not be on the disk.
+                tracing::error!("audit log: {e}");
+                return None;
+            }
+        }
+        match checkpoint?.run() {
+            Ok(note) => Some(note),
+            Err(e) => {
+                tracing::error!("audit log: {e}");
+                None
+            }
+        }
+    }
+
+    fn jobs(&self, checkpoint: bool) -> (Option<SyncJob>, Option<CheckpointJob>) {
         let mut log = self.lock();
         let sync = log.prepare_sync().unwrap_or_else(|e| {
             tracing::error!("audit log: {e}");
@@ -75,6 +100,11 @@ impl Audit {
             None
         };
         (sync, checkpoint)
+    }
+
+    /// Records appended since the last sync.
+    pub fn unsynced(&self) -> bool {
+        self.lock().is_dirty()
     }
 
     /// Records written since the last checkpoint.
@@ -90,17 +120,5 @@ impl Audit {
     /// A gap recorded since the last call, for the hub to raise its alarm.
     pub fn take_gap(&self) -> Option<Gap> {
         self.lock().take_gap()
-    }
-
-    /// Like [`Audit::sync`], but hands the disk work back as a job to run
-    /// off the hub's loop (and off the lock).
-    pub fn sync_job(&self) -> Option<SyncJob> {
-        match self.lock().prepare_sync() {
-            Ok(job) => job,
-            Err(e) => {
-                tracing::error!("audit log: {e}");
-                None
-            }
-        }
     }
 }
