@@ -97,6 +97,7 @@ pub struct RawAudit {
     pub path: String,
     pub checkpoint_every: Option<u64>,
     pub checkpoint_s: Option<u64>,
+    pub max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -194,6 +195,8 @@ pub struct Config {
     pub audit_checkpoint_every: u64,
     /// ...or after this long, if anything was written since the last one.
     pub audit_checkpoint_s: Duration,
+    /// The live log is closed as a segment at this size.
+    pub audit_max_bytes: u64,
     pub audio: AudioConfig,
     pub hermes: HermesConfig,
     pub wyoming: WyomingConfig,
@@ -293,6 +296,19 @@ impl RawConfig {
                 ));
             }
         };
+        let audit_max_bytes = match self.audit.max_bytes {
+            None => 64 * 1024 * 1024,
+            Some(n) if (65_536..=1 << 40).contains(&n) => n,
+            Some(n) => {
+                return Err(invalid(
+                    "audit.max_bytes",
+                    format!(
+                        "{n} is outside 65536..=1099511627776 (bytes at which the log is closed \
+                         as a segment and a new one begins)"
+                    ),
+                ));
+            }
+        };
         let audit_checkpoint_s = match self.audit.checkpoint_s {
             None => 60,
             Some(n) if (1..=86_400).contains(&n) => n,
@@ -331,6 +347,7 @@ impl RawConfig {
             audit_path,
             audit_checkpoint_every,
             audit_checkpoint_s: Duration::from_secs(audit_checkpoint_s),
+            audit_max_bytes,
             audio: AudioConfig { backend, media_dir },
             hermes,
             wyoming,
@@ -566,6 +583,7 @@ mod tests {
         assert!(c.grants.is_empty());
         assert_eq!(c.audit_checkpoint_every, 100);
         assert_eq!(c.audit_checkpoint_s, Duration::from_secs(60));
+        assert_eq!(c.audit_max_bytes, 64 * 1024 * 1024);
     }
 
     #[test]
@@ -596,6 +614,7 @@ mod tests {
             ("[audio]\nbackend = \"pulse\"", "audio.backend"),
             ("[audit]\ncheckpoint_every = 0", "audit.checkpoint_every"),
             ("[audit]\ncheckpoint_s = 0", "audit.checkpoint_s"),
+            ("[audit]\nmax_bytes = 100", "audit.max_bytes"),
             ("[audit]\ncheckpoint_s = 100000", "audit.checkpoint_s"),
             (
                 "[hermes.intents]\nSetTimer = \"Timer Set\"",

@@ -100,7 +100,8 @@ pub fn assemble(config: &Config) -> Result<Assembly, HubError> {
     let key =
         audit::checkpoint::load_or_create_key(&audit::checkpoint::hub_key_path(&config.state_dir))?;
     let audit_log = Audit::with_checkpoints(
-        AuditLog::open_signed(&config.audit_path, Some(key))?,
+        AuditLog::open_signed(&config.audit_path, Some(key))?
+            .with_max_bytes(config.audit_max_bytes),
         config.audit_checkpoint_every,
     );
     let topics = Topics::new(&config.mqtt.prefix);

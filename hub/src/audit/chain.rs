@@ -12,6 +12,7 @@ use ed25519_compact::SecretKey;
 use super::checkpoint::{Checkpoint, CheckpointJob, checkpoints_path, last_checkpoint, origin};
 use super::line::{encode_line, parse_line};
 use super::merkle::{Frontier, Hash, leaf_hash};
+use super::segments::{segment_path, segments};
 use super::sync::{Head, SyncJob};
 use super::tail::{TAIL_CHUNK, read_tail};
 use super::{AuditError, FILE_MODE, Kind, Record, format_timestamp};
@@ -43,6 +44,8 @@ pub struct AuditLog {
     broken_since: Option<u64>,
     /// A gap found and recorded, not yet reported by the hub.
     new_gap: Option<Gap>,
+    /// Rotate into a new segment once the live file is this long.
+    max_bytes: Option<u64>,
 }
 
 /// Records missing from the log, found at open or while running; the `gap` record says so.
@@ -61,19 +64,37 @@ struct Scan {
     first_gap: Option<u64>,
 }
 
-/// Reads every complete line from the start: each record is a leaf. Lines that are not records
-/// (a fragment isolated after a torn write) are not leaves, here as in the verifier.
+/// Reads every complete line of the closed segments, then of the live file, from the start:
+/// each record is a leaf. Lines that are not records (a fragment isolated after a torn write)
+/// are not leaves, here as in the verifier.
 fn scan(file: &mut File, path: &Path, at: Option<u64>) -> Result<Scan, AuditError> {
+    let mut scan = Scan {
+        tree: Frontier::default(),
+        root_at: None,
+        first_gap: None,
+    };
+    if at == Some(0) {
+        scan.root_at = Some(scan.tree.root());
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    for (_, segment) in segments(path).map_err(AuditError::io(dir, "list the segments in"))? {
+        let mut f = File::open(&segment).map_err(AuditError::io(&segment, "read"))?;
+        scan_one(&mut f, &segment, at, &mut scan)?;
+    }
     file.seek(SeekFrom::Start(0))
         .map_err(AuditError::io(path, "read"))?;
+    scan_one(file, path, at, &mut scan)?;
+    Ok(scan)
+}
+
+fn scan_one(
+    file: &mut File,
+    path: &Path,
+    at: Option<u64>,
+    scan: &mut Scan,
+) -> Result<(), AuditError> {
     let mut reader = BufReader::new(file);
-    let mut tree = Frontier::default();
-    let mut root_at = None;
-    let mut first_gap = None;
     let mut buf = Vec::new();
-    if at == Some(0) {
-        root_at = Some(tree.root());
-    }
     loop {
         buf.clear();
         if reader
@@ -89,19 +110,15 @@ fn scan(file: &mut File, path: &Path, at: Option<u64>) -> Result<Scan, AuditErro
         let Ok(rec) = parse_line(&buf) else {
             continue;
         };
-        if rec.kind == "gap" && first_gap.is_none() {
-            first_gap = Some(rec.seq);
+        if rec.kind == "gap" && scan.first_gap.is_none() {
+            scan.first_gap = Some(rec.seq);
         }
-        tree.push(leaf_hash(&buf));
-        if Some(tree.size()) == at {
-            root_at = Some(tree.root());
+        scan.tree.push(leaf_hash(&buf));
+        if Some(scan.tree.size()) == at {
+            scan.root_at = Some(scan.tree.root());
         }
     }
-    Ok(Scan {
-        tree,
-        root_at,
-        first_gap,
-    })
+    Ok(())
 }
 
 impl AuditLog {
@@ -147,13 +164,18 @@ impl AuditLog {
             }
             Err(e) => return Err(AuditError::io(path, "read")(e)),
         };
-        let (last_seq, last_hash) = match &tail.last_line {
+        // A live file just rotated holds no record yet: the chain goes on from the last segment.
+        let (last_line, tail_path) = match tail.last_line {
+            Some(line) => (Some(line), path.to_owned()),
+            None => last_segment_line(path)?,
+        };
+        let (last_seq, last_hash) = match &last_line {
             None => (0, GENESIS.to_owned()),
             Some(line) => match parse_line(line) {
                 Ok(rec) => (rec.seq, rec.hash),
                 Err((_, reason)) => {
                     return Err(AuditError::CorruptTail {
-                        path: path.to_owned(),
+                        path: tail_path,
                         reason,
                     });
                 }
@@ -182,6 +204,7 @@ impl AuditLog {
             key,
             broken_since: scan.first_gap,
             new_gap: None,
+            max_bytes: None,
         };
         if tail.partial_len > 0 {
             tracing::warn!(
@@ -352,6 +375,47 @@ impl AuditLog {
         })
     }
 
+    /// Closes the live file as the next segment once it is `max_bytes` long (see
+    /// [`AuditLog::rotate_if_full`]).
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> AuditLog {
+        self.max_bytes = Some(max_bytes);
+        self
+    }
+
+    /// When the live file has reached `max_bytes`: renames it to the next segment `<log>.<n>` and
+    /// carries on in a new, empty `<log>`. The chain and the tree run on. Take a sync job
+    /// first: it holds the closed segment's descriptor and makes it durable.
+    pub fn rotate_if_full(&mut self) -> Result<bool, AuditError> {
+        if self.max_bytes.is_none_or(|max| self.len < max) {
+            return Ok(false);
+        }
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let next = segments(&self.path)
+            .map_err(AuditError::io(dir, "list the segments in"))?
+            .last()
+            .map_or(1, |(n, _)| n + 1);
+        let closed = segment_path(&self.path, next);
+        if closed.exists() {
+            return Err(AuditError::io(&closed, "rotate into")(io::Error::from(
+                io::ErrorKind::AlreadyExists,
+            )));
+        }
+        fs::rename(&self.path, &closed).map_err(AuditError::io(&self.path, "rotate"))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&self.path)
+            .map_err(AuditError::io(&self.path, "open"))?;
+        lock_exclusive(&file, &self.path)?;
+        self.file = file;
+        self.len = 0;
+        self.pending_newline = false;
+        tracing::info!(segment = %closed.display(), "audit log rotated");
+        Ok(true)
+    }
+
     /// Records appended since the last sync.
     pub fn is_dirty(&self) -> bool {
         self.dirty
@@ -382,6 +446,24 @@ impl AuditLog {
     pub fn last_hash(&self) -> &str {
         &self.last_hash
     }
+}
+
+/// The last complete line of the newest closed segment, if there is one.
+fn last_segment_line(path: &Path) -> Result<(Option<Vec<u8>>, PathBuf), AuditError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let Some((_, segment)) = segments(path)
+        .map_err(AuditError::io(dir, "list the segments in"))?
+        .pop()
+    else {
+        return Ok((None, path.to_owned()));
+    };
+    let mut file = File::open(&segment).map_err(AuditError::io(&segment, "read"))?;
+    let len = file
+        .metadata()
+        .map_err(AuditError::io(&segment, "read metadata"))?
+        .len();
+    let tail = read_tail(&mut file, len, TAIL_CHUNK).map_err(AuditError::io(&segment, "read"))?;
+    Ok((tail.last_line, segment))
 }
 
 fn lock_exclusive(file: &File, path: &Path) -> Result<(), AuditError> {

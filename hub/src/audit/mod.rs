@@ -10,6 +10,7 @@
 //! - `merkle`: RFC 6962 leaf and node hashes, the tree's right edge, inclusion proofs
 //! - `checkpoint`: the hub's key, checkpoints as C2SP signed notes, [`CheckpointJob`]
 //! - `proof`: `hark audit prove` and `verify --proof`
+//! - `segments`: rotation into `<log>.1`, `<log>.2`, … by `audit.max_bytes`
 //! - `tail`: the last complete line of a big log, read backwards
 //! - `sync`: [`SyncJob`], fdatasync and the head file ([`head_path`]), off the hub's loop
 //! - `verify`: [`verify`], which names the first broken record
@@ -24,6 +25,7 @@ mod line;
 pub mod merkle;
 pub mod proof;
 mod record;
+pub mod segments;
 mod shared;
 mod sync;
 mod tail;

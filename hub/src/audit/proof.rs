@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::checkpoint::{checkpoints_path, open_note, split_notes};
 use super::line::parse_line;
 use super::merkle::{Hash, inclusion_proof, leaf_hash, root_of, verify_inclusion};
+use super::segments::log_files;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,8 +50,13 @@ pub fn prove(log: &Path, seq: u64, key: &PublicKey) -> Result<Proof, String> {
             checkpoint.size
         ));
     }
-    let file = File::open(log).map_err(|e| format!("cannot read {}: {e}", log.display()))?;
-    let mut reader = BufReader::new(file);
+    let files = log_files(log).map_err(|e| format!("cannot list {}: {e}", log.display()))?;
+    let mut chained: Box<dyn std::io::Read> = Box::new(std::io::empty());
+    for path in files {
+        let file = File::open(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        chained = Box::new(std::io::Read::chain(chained, file));
+    }
+    let mut reader = BufReader::new(chained);
     let mut leaves: Vec<Hash> = Vec::new();
     let mut record = None;
     let mut buf = Vec::new();

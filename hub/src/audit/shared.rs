@@ -94,6 +94,10 @@ impl Audit {
             tracing::error!("audit log: {e}");
             None
         });
+        // After the sync job took the full file's descriptor, which makes it durable.
+        if let Err(e) = log.rotate_if_full() {
+            tracing::error!("audit log: {e}");
+        }
         let checkpoint = if checkpoint {
             log.prepare_checkpoint()
         } else {

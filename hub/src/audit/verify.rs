@@ -15,6 +15,7 @@ use super::GENESIS;
 use super::checkpoint::{Checkpoint, open_note, split_notes};
 use super::line::{is_hash, parse_line, sniff_seq};
 use super::merkle::{Frontier, leaf_hash};
+use super::segments::{segment_path, segments};
 use super::sync::{Head, head_path};
 
 /// What to hold the log against besides its own chain.
@@ -37,6 +38,8 @@ pub struct VerifyReport {
     /// How many checkpoints the log was held against, and the largest tree size among them.
     pub checkpoints: usize,
     pub newest_checkpoint: Option<u64>,
+    /// Closed segments before the live file.
+    pub segments: usize,
 }
 
 /// The first broken record. `line` is 1-based; 0 means the problem is not in a line (the file
@@ -48,10 +51,15 @@ pub struct VerifyError {
     pub reason: String,
     /// Nothing was found broken: the log (or a file it is checked against) could not be read.
     pub unreadable: bool,
+    /// The closed segment (or the live file, when the log has segments) `line` is in.
+    pub segment: Option<PathBuf>,
 }
 
 impl fmt::Display for VerifyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(segment) = &self.segment {
+            write!(f, "{}, ", segment.display())?;
+        }
         match (self.line, self.seq) {
             (0, _) => f.write_str(&self.reason),
             (line, Some(seq)) => write!(f, "line {line} (seq {seq}): {}", self.reason),
@@ -69,6 +77,7 @@ impl VerifyError {
             seq: None,
             reason,
             unreadable: false,
+            segment: None,
         }
     }
 
@@ -128,13 +137,76 @@ pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
 
 /// Like [`verify`], and holds the log against every checkpoint in `checks`.
 pub fn verify_with(path: &Path, checks: &Checks) -> Result<VerifyReport, VerifyError> {
+    let held = read_checkpoints(checks)?;
+    let head = read_head(&head_path(path))?;
+    let segments = segments(path).map_err(|e| {
+        VerifyError::unreadable(format!(
+            "cannot list the segments of {}: {e}",
+            path.display()
+        ))
+    })?;
+    for (i, (n, _)) in segments.iter().enumerate() {
+        let want = i as u64 + 1;
+        if *n != want {
+            return Err(VerifyError::file(format!(
+                "segment {} is missing: a whole segment of the log was deleted",
+                segment_path(path, want).display()
+            )));
+        }
+    }
+    let mut files: Vec<PathBuf> = segments.into_iter().map(|(_, p)| p).collect();
+    files.push(path.to_path_buf());
+    let mut opened = Vec::new();
+    let mut ends = Vec::new();
+    let mut end = 0u64;
+    for file in &files {
+        let f = File::open(file)
+            .map_err(|e| VerifyError::unreadable(format!("cannot read {}: {e}", file.display())))?;
+        end += f
+            .metadata()
+            .map_err(|e| VerifyError::unreadable(format!("cannot read {}: {e}", file.display())))?
+            .len();
+        ends.push(end);
+        opened.push(f);
+    }
+    let mut reader: Box<dyn io::Read> = Box::new(io::empty());
+    for f in opened {
+        reader = Box::new(io::Read::chain(reader, f));
+    }
+    let mut starts = vec![1u64];
+    let result = verify_lines(
+        path,
+        BufReader::new(reader),
+        &ends,
+        &mut starts,
+        head,
+        &held,
+    );
+    result.map_err(|mut e| {
+        if files.len() > 1 && e.line > 0 {
+            let i = starts.iter().rposition(|&s| s <= e.line).unwrap_or(0);
+            e.line = e.line - starts[i] + 1;
+            e.segment = Some(files[i].clone());
+        }
+        e
+    })
+}
+
+/// The records of the log's files read as one; `ends` are the files' cumulative byte lengths,
+/// and `starts` is filled with the line number each file starts at.
+fn verify_lines<R: BufRead>(
+    path: &Path,
+    mut reader: R,
+    ends: &[u64],
+    starts: &mut Vec<u64>,
+    head: Option<Head>,
+    held: &[Held],
+) -> Result<VerifyReport, VerifyError> {
     let cannot_read =
         |e: io::Error| VerifyError::unreadable(format!("cannot read {}: {e}", path.display()));
-    let held = read_checkpoints(checks)?;
     let mut pending = held.iter().peekable();
     let mut tree = Frontier::default();
-    let head = read_head(&head_path(path))?;
-    let mut reader = BufReader::new(File::open(path).map_err(cannot_read)?);
+    let mut offset = 0u64;
     let mut buf = Vec::new();
     let mut line_no = 0u64;
     let mut last: Option<(u64, String)> = None;
@@ -142,9 +214,14 @@ pub fn verify_with(path: &Path, checks: &Checks) -> Result<VerifyReport, VerifyE
     let mut at_head: Option<(u64, String)> = None;
     loop {
         buf.clear();
-        if reader.read_until(b'\n', &mut buf).map_err(cannot_read)? == 0 {
+        let n = reader.read_until(b'\n', &mut buf).map_err(cannot_read)?;
+        if n == 0 {
             break;
         }
+        while starts.len() < ends.len() && offset >= ends[starts.len() - 1] {
+            starts.push(line_no + 1);
+        }
+        offset += n as u64;
         line_no += 1;
         if buf.pop() != Some(b'\n') {
             return Err(VerifyError {
@@ -154,6 +231,7 @@ pub fn verify_with(path: &Path, checks: &Checks) -> Result<VerifyReport, VerifyE
                          being written right now)"
                     .to_owned(),
                 unreadable: false,
+                segment: None,
             });
         }
         let rec = parse_line(&buf).map_err(|(seq, reason)| VerifyError {
@@ -161,12 +239,14 @@ pub fn verify_with(path: &Path, checks: &Checks) -> Result<VerifyReport, VerifyE
             seq,
             reason,
             unreadable: false,
+            segment: None,
         })?;
         let broken = |reason: String| VerifyError {
             line: line_no,
             seq: Some(rec.seq),
             reason,
             unreadable: false,
+            segment: None,
         };
         match &last {
             None if rec.seq != 1 => {
@@ -222,6 +302,9 @@ pub fn verify_with(path: &Path, checks: &Checks) -> Result<VerifyReport, VerifyE
         }
         last = Some((rec.seq, rec.hash));
     }
+    while starts.len() < ends.len() {
+        starts.push(line_no + 1);
+    }
     let (last_seq, last_hash) = last.unwrap_or((0, GENESIS.to_owned()));
     check_roots(&mut pending, &tree, line_no, last_seq)?;
     if let Some(h) = pending.next() {
@@ -236,6 +319,7 @@ pub fn verify_with(path: &Path, checks: &Checks) -> Result<VerifyReport, VerifyE
                 h.checkpoint.size
             ),
             unreadable: false,
+            segment: None,
         });
     }
     if let Some(head) = head {
@@ -249,6 +333,7 @@ pub fn verify_with(path: &Path, checks: &Checks) -> Result<VerifyReport, VerifyE
                     head.seq
                 ),
                 unreadable: false,
+                segment: None,
             });
         }
         if let Some((line, hash)) = at_head {
@@ -262,6 +347,7 @@ pub fn verify_with(path: &Path, checks: &Checks) -> Result<VerifyReport, VerifyE
                         head.hash
                     ),
                     unreadable: false,
+                    segment: None,
                 });
             }
         }
@@ -272,6 +358,7 @@ pub fn verify_with(path: &Path, checks: &Checks) -> Result<VerifyReport, VerifyE
         last_hash,
         checkpoints: held.len(),
         newest_checkpoint: held.last().map(|h| h.checkpoint.size),
+        segments: ends.len() - 1,
     })
 }
 
@@ -294,6 +381,7 @@ fn check_roots<'a>(
                     h.from
                 ),
                 unreadable: false,
+                segment: None,
             });
         }
     }
