@@ -226,6 +226,14 @@ impl AuditLog {
             log.append(&note)?;
             log.sync()?;
         }
+        let scanned = log.checkpointed;
+        // Records written after the last checkpoint (the hub stopped before the next one) are
+        // due for one; a log that is not what its checkpoint says is handled below.
+        if let Ok(Some(cp)) = &last_checkpoint {
+            if cp.size <= log.checkpointed {
+                log.checkpointed = cp.size;
+            }
+        }
         let missing = match last_checkpoint {
             Err(reason) => Some(format!(
                 "its last checkpoint cannot be trusted, so what the log held before is unknown: \
@@ -235,9 +243,9 @@ impl AuditLog {
             Ok(Some(cp)) if scan.root_at.is_none() => Some(format!(
                 "the log holds {} records but its last checkpoint covers {}: records {} to {} \
                  are missing (cut off the end, or the file was truncated or replaced)",
-                log.checkpointed,
+                scanned,
                 cp.size,
-                log.checkpointed + 1,
+                scanned + 1,
                 cp.size
             )),
             Ok(Some(cp)) if scan.root_at != Some(cp.root) => Some(format!(
@@ -665,6 +673,17 @@ mod tests {
             assert!(log.prepare_checkpoint().is_none());
             log.append(&request(9)).unwrap();
             assert_eq!(log.since_checkpoint(), 1);
+        }
+
+        #[test]
+        fn records_after_the_last_checkpoint_are_due_for_one_after_a_restart() {
+            let dir = TestDir::new("gap-due");
+            let path = write_signed_log(&dir, 8, &[5]);
+            let mut log = AuditLog::open_signed(&path, Some(key())).unwrap();
+            assert_eq!(log.take_gap(), None);
+            assert_eq!(log.since_checkpoint(), 3);
+            let job = log.prepare_checkpoint().expect("a checkpoint is due");
+            assert_eq!(job.checkpoint.size, 8);
         }
 
         #[test]
