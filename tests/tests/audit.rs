@@ -459,3 +459,38 @@ fn is_root() -> bool {
         .and_then(|l| l.split_whitespace().nth(2))
         == Some("0")
 }
+
+#[test]
+fn the_hub_rotates_at_max_bytes_and_the_segments_verify_as_one_log() {
+    let dir = TempDir::new("audit-rotate");
+    let setup = Setup {
+        tables: "[audit]\ncheckpoint_every = 50\nmax_bytes = 65536\n".to_owned(),
+        ..Setup::default()
+    };
+    let hub = Hub::start_with(dir.path(), &setup);
+    // ~330 bytes a record: past 64 KiB twice, with a sync tick between.
+    requests(&hub, 220);
+    std::thread::sleep(Duration::from_millis(1500));
+    requests(&hub, 220);
+    let log = hub.audit_path();
+    hub.stop().unwrap();
+    let key = public_key(dir.path());
+
+    let first = PathBuf::from(format!("{}.1", log.display()));
+    let second = PathBuf::from(format!("{}.2", log.display()));
+    assert!(first.exists() && second.exists(), "two closed segments");
+    let out = verify(dir.path(), &log, &key, None);
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{said}{}", text(&out.stderr));
+    assert!(said.contains("intact"), "{said}");
+
+    // A closed segment deleted: caught.
+    std::fs::remove_file(&first).unwrap();
+    let out = verify(dir.path(), &log, &key, None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains(".1 is missing"),
+        "{}",
+        text(&out.stdout)
+    );
+}
