@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use ed25519_compact::SecretKey;
 
 use super::checkpoint::{Checkpoint, CheckpointJob, checkpoints_path, last_checkpoint, origin};
-use super::line::{encode_line, parse_line};
+use super::line::{encode_line, parse_line, sealed_is_gap};
 use super::merkle::{Frontier, Hash, leaf_hash};
 use super::segments::{segment_path, segments};
 use super::sync::{Head, SyncJob};
@@ -107,11 +107,11 @@ fn scan_one(
         if buf.pop() != Some(b'\n') {
             break;
         }
-        let Ok(rec) = parse_line(&buf) else {
+        let Some(is_gap) = sealed_is_gap(&buf) else {
             continue;
         };
-        if rec.kind == "gap" && scan.first_gap.is_none() {
-            scan.first_gap = Some(rec.seq);
+        if is_gap && scan.first_gap.is_none() {
+            scan.first_gap = parse_line(&buf).ok().map(|rec| rec.seq);
         }
         scan.tree.push(leaf_hash(&buf));
         if Some(scan.tree.size()) == at {
