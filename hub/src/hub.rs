@@ -1,7 +1,9 @@
 //! Assembly and the main loop: start the broker (if embedded), open the audit
 //! log, register skills, connect, and serve until the shutdown future
-//! resolves; then drain in-flight requests, publish the offline status,
-//! flush the audit log and return.
+//! resolves; then drain in-flight requests, record the stop and publish a
+//! signed checkpoint that covers it, publish the offline status, flush the
+//! audit log and return. The audit service syncs the log, signs checkpoints
+//! and raises the alarm on a gap, off the loop.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -2,6 +2,11 @@
 //! refusal, skill load, timer and error, and the verifier behind `hark audit verify`. An edited,
 //! deleted or reordered line breaks the chain; the head file catches lines cut off the end.
 //!
+//! The records are also the leaves of a Merkle tree whose size and root the hub signs now and
+//! then (a checkpoint) and publishes, so copies live off the hub's disk: a log cut short, or
+//! rewritten and re-hashed by whoever can write the file, no longer matches a checkpoint kept
+//! elsewhere, and the hub itself records a gap when its log no longer matches its own last one.
+//!
 //! Layout:
 //! - `record`: [`Record`], the facts of one event
 //! - `line`: one line of the file, its hash, and reading it back
