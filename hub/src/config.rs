@@ -96,6 +96,9 @@ pub struct RawTrust {
 #[serde(deny_unknown_fields, default)]
 pub struct RawAudit {
     pub path: String,
+    pub checkpoint_every: Option<u64>,
+    pub checkpoint_s: Option<u64>,
+    pub max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -244,6 +247,12 @@ pub struct Config {
     /// High-risk permissions granted per skill.
     pub grants: BTreeMap<String, Vec<Permission>>,
     pub audit_path: PathBuf,
+    /// A signed checkpoint after this many records...
+    pub audit_checkpoint_every: u64,
+    /// ...or after this long, if anything was written since the last one.
+    pub audit_checkpoint_s: Duration,
+    /// The live log is closed as a segment at this size.
+    pub audit_max_bytes: u64,
     pub audio: AudioConfig,
     pub hermes: HermesConfig,
     pub wyoming: WyomingConfig,
@@ -334,6 +343,39 @@ impl RawConfig {
         } else {
             PathBuf::from(self.audit.path)
         };
+        let audit_checkpoint_every = match self.audit.checkpoint_every {
+            None => 100,
+            Some(n) if (1..=1_000_000).contains(&n) => n,
+            Some(n) => {
+                return Err(invalid(
+                    "audit.checkpoint_every",
+                    format!("{n} is outside 1..=1000000 (records between signed checkpoints)"),
+                ));
+            }
+        };
+        let audit_max_bytes = match self.audit.max_bytes {
+            None => 64 * 1024 * 1024,
+            Some(n) if (65_536..=1 << 40).contains(&n) => n,
+            Some(n) => {
+                return Err(invalid(
+                    "audit.max_bytes",
+                    format!(
+                        "{n} is outside 65536..=1099511627776 (bytes at which the log is closed \
+                         as a segment and a new one begins)"
+                    ),
+                ));
+            }
+        };
+        let audit_checkpoint_s = match self.audit.checkpoint_s {
+            None => 60,
+            Some(n) if (1..=86_400).contains(&n) => n,
+            Some(n) => {
+                return Err(invalid(
+                    "audit.checkpoint_s",
+                    format!("{n} is outside 1..=86400 (seconds between signed checkpoints)"),
+                ));
+            }
+        };
 
         let backend = match self.audio.backend.as_deref().unwrap_or("auto") {
             "auto" => AudioBackend::Auto,
@@ -369,6 +411,9 @@ impl RawConfig {
             trust_keys: self.trust.keys,
             grants,
             audit_path,
+            audit_checkpoint_every,
+            audit_checkpoint_s: Duration::from_secs(audit_checkpoint_s),
+            audit_max_bytes,
             audio: AudioConfig {
                 backend,
                 media_dir,
@@ -607,6 +652,9 @@ mod tests {
         assert_eq!(c.tier, Tier::Paranoid);
         assert_eq!(c.mqtt.prefix, "hark");
         assert!(c.grants.is_empty());
+        assert_eq!(c.audit_checkpoint_every, 100);
+        assert_eq!(c.audit_checkpoint_s, Duration::from_secs(60));
+        assert_eq!(c.audit_max_bytes, 64 * 1024 * 1024);
     }
 
     #[test]
@@ -650,6 +698,10 @@ mod tests {
                 "[hermes]\nconfirm_yes = \"Sure\"\n[hermes.intents]\nSure = \"timer.set\"",
                 "hermes.confirm_yes",
             ),
+            ("[audit]\ncheckpoint_every = 0", "audit.checkpoint_every"),
+            ("[audit]\ncheckpoint_s = 0", "audit.checkpoint_s"),
+            ("[audit]\nmax_bytes = 100", "audit.max_bytes"),
+            ("[audit]\ncheckpoint_s = 100000", "audit.checkpoint_s"),
             (
                 "[hermes.intents]\nSetTimer = \"Timer Set\"",
                 "hermes.intents.SetTimer",

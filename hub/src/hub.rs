@@ -1,7 +1,9 @@
 //! Assembly and the main loop: start the broker (if embedded), open the audit
 //! log, register skills, connect, and serve until the shutdown future
-//! resolves; then drain in-flight requests, publish the offline status,
-//! flush the audit log and return.
+//! resolves; then drain in-flight requests, record the stop and publish a
+//! signed checkpoint that covers it, publish the offline status, flush the
+//! audit log and return. The audit service syncs the log, signs checkpoints
+//! and raises the alarm on a gap, off the loop.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -98,7 +100,13 @@ pub fn assemble(config: &Config) -> Result<Assembly, HubError> {
         path: config.state_dir.clone(),
         source,
     })?;
-    let audit_log = Audit::new(AuditLog::open(&config.audit_path)?);
+    let key =
+        audit::checkpoint::load_or_create_key(&audit::checkpoint::hub_key_path(&config.state_dir))?;
+    let audit_log = Audit::with_checkpoints(
+        AuditLog::open_signed(&config.audit_path, Some(key))?
+            .with_max_bytes(config.audit_max_bytes),
+        config.audit_checkpoint_every,
+    );
     let topics = Topics::new(&config.mqtt.prefix);
     let (outbox, outbox_rx) = Outbox::channel(1024);
 
@@ -300,24 +308,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     timers.announce_all();
     let timer_task = tokio::spawn(timers.clone().run());
     let confirm_task = tokio::spawn(dispatcher.services().confirmations.clone().run());
-    let audit_task = tokio::spawn({
-        let dispatcher = dispatcher.clone();
-        async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                // fsync takes milliseconds on an SD card: off the loop, so
-                // no request waits for the disk.
-                if let Some(job) = dispatcher.audit_log().sync_job() {
-                    match tokio::task::spawn_blocking(move || job.run()).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => tracing::error!("audit log: {e}"),
-                        Err(e) => tracing::error!("audit sync task: {e}"),
-                    }
-                }
-            }
-        }
-    });
+    let audit_task = tokio::spawn(audit_service(
+        dispatcher.clone(),
+        outbox.clone(),
+        topics.clone(),
+        config.audit_checkpoint_s,
+        config.tier,
+        started,
+    ));
 
     let server = Server {
         client,
@@ -344,12 +342,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     confirm_task.abort();
     audit_task.abort();
     publisher.abort();
-    dispatcher.audit(&audit::Record {
-        kind: audit::Kind::Stop,
-        message: Some("hark stopped".into()),
-        ..Default::default()
-    });
-    dispatcher.sync_audit();
+    // Anything recorded after the goodbye's checkpoint gets one of its own, on disk only.
+    let audit = dispatcher.audit_log().clone();
+    let _ = tokio::task::spawn_blocking(move || audit.write_out(true)).await;
     let timers = dispatcher.services().timers.clone();
     let _ = tokio::task::spawn_blocking(move || timers.flush(Duration::from_secs(2))).await;
     tracing::info!("hark stopped");
@@ -374,6 +369,85 @@ fn start_embedded_broker(
 #[cfg(not(feature = "embedded-broker"))]
 fn start_embedded_broker(_: std::net::SocketAddr, _: &Config, _: u64) -> Result<(), HubError> {
     Err(HubError::NoEmbeddedBroker)
+}
+
+/// Makes the audit log durable every second, signs a checkpoint every `audit.checkpoint_every`
+/// records or `audit.checkpoint_s` seconds (if anything was written) and publishes it retained,
+/// and raises the alarm when the log reports a gap. The disk work runs off the hub's loop:
+/// fsync takes milliseconds on an SD card, and no request waits for it.
+async fn audit_service(
+    dispatcher: Arc<Dispatcher>,
+    outbox: Outbox,
+    topics: Topics,
+    checkpoint_every: Duration,
+    tier: crate::policy::Tier,
+    started: Instant,
+) {
+    let audit = dispatcher.audit_log().clone();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_checkpoint = Instant::now();
+    loop {
+        let full = tokio::select! {
+            _ = tick.tick() => false,
+            () = audit.checkpoint_due() => true,
+        };
+        if let Some(gap) = audit.take_gap() {
+            raise_alarm(&dispatcher, &outbox, &topics, &gap, tier, started).await;
+        }
+        let checkpoint =
+            full || audit.since_checkpoint() > 0 && last_checkpoint.elapsed() >= checkpoint_every;
+        if checkpoint {
+            last_checkpoint = Instant::now();
+        } else if !audit.unsynced() {
+            continue;
+        }
+        let audit = audit.clone();
+        match tokio::task::spawn_blocking(move || audit.write_out(checkpoint)).await {
+            Ok(Some(note)) => {
+                outbox
+                    .send(Message {
+                        topic: topics.audit_checkpoint(),
+                        payload: note.into_bytes(),
+                        retain: true,
+                    })
+                    .await;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!("audit sync task: {e}"),
+        }
+    }
+}
+
+/// The log lost records: retained on `<prefix>/hub/alarm`, and the status says so at once.
+async fn raise_alarm(
+    dispatcher: &Dispatcher,
+    outbox: &Outbox,
+    topics: &Topics,
+    gap: &audit::Gap,
+    tier: crate::policy::Tier,
+    started: Instant,
+) {
+    let alarm = json!({
+        "alarm": "audit_gap",
+        "seq": gap.seq,
+        "message": gap.message,
+        "ts": audit::format_timestamp(std::time::SystemTime::now()),
+    });
+    for (topic, payload) in [
+        (topics.alarm(), alarm),
+        (
+            topics.status(),
+            status_payload(dispatcher, tier, started, true),
+        ),
+    ] {
+        outbox
+            .send(Message {
+                topic,
+                payload: payload.to_string().into_bytes(),
+                retain: true,
+            })
+            .await;
+    }
 }
 
 fn offline_status() -> Vec<u8> {
@@ -557,11 +631,30 @@ impl Server {
         }
         requests.abort_all();
 
-        // Say goodbye in order: offline status, then disconnect, then stop
-        // polling once the broker has both (or after a second).
+        // The last records and a checkpoint that covers them, so the
+        // retained copy off the hub's disk is current while it is down.
+        self.dispatcher.audit(&audit::Record {
+            kind: audit::Kind::Stop,
+            message: Some("hark stopped".into()),
+            ..Default::default()
+        });
+        let audit = self.dispatcher.audit_log().clone();
+        let note = tokio::task::spawn_blocking(move || audit.write_out(true))
+            .await
+            .ok()
+            .flatten();
+
+        // Say goodbye in order: checkpoint, offline status, then disconnect,
+        // then stop polling once the broker has all (or after a second).
         let client = self.client.clone();
         let status_topic = self.topics.status();
+        let checkpoint_topic = self.topics.audit_checkpoint();
         let goodbye = tokio::spawn(async move {
+            if let Some(note) = note {
+                let _ = client
+                    .publish(checkpoint_topic, QoS::AtLeastOnce, true, note)
+                    .await;
+            }
             let _ = client
                 .publish(status_topic, QoS::AtLeastOnce, true, offline_status())
                 .await;
@@ -769,6 +862,10 @@ pub fn status_payload(
         "tier": tier.as_str(),
         "uptime_s": started.elapsed().as_secs(),
         "audio": dispatcher.services().playback.backend_name(),
+        "audit": match dispatcher.audit_log().broken_since() {
+            Some(seq) => format!("broken since seq {seq}"),
+            None => "intact".to_owned(),
+        },
         "skills": skills,
     })
 }

@@ -137,11 +137,32 @@ enum SkillsCommand {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Check the hash chain; names the first broken record
+    /// Check the hash chain and the signed checkpoints; names the first broken record or
+    /// checkpoint. Exit 0 intact, 1 broken, 2 could not read
     Verify {
         /// Log file (default: audit.path of the config)
         file: Option<PathBuf>,
+        /// A copy of checkpoints kept elsewhere (a .checkpoints file or one saved note);
+        /// the log must be a consistent extension of each. Repeatable
+        #[arg(long = "checkpoint", value_name = "FILE")]
+        checkpoints: Vec<PathBuf>,
+        /// The hub's public key, ed25519:<base64> or a file holding it (default: the public
+        /// half of <state_dir>/hub.key when readable)
+        #[arg(long)]
+        key: Option<String>,
+        /// Check an inclusion proof from `hark audit prove` instead of a log
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["file", "checkpoints"])]
+        proof: Option<PathBuf>,
     },
+    /// Print an inclusion proof of one record against the newest checkpoint
+    Prove {
+        /// The record's seq
+        seq: u64,
+        /// Log file (default: audit.path of the config)
+        file: Option<PathBuf>,
+    },
+    /// Print the public half of the hub's signing key (ed25519:<base64>)
+    Key,
 }
 
 fn main() -> ExitCode {
@@ -266,19 +287,63 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
-            command: AuditCommand::Verify { file },
+            command: AuditCommand::Key,
         } => {
-            let path = match file {
-                Some(file) => file,
-                None => cli::load_config(cli.config.as_deref())?.0.audit_path,
-            };
-            let (line, intact) = cli::audit_verify(&path);
-            println!("{line}");
-            Ok(if intact {
-                ExitCode::SUCCESS
+            let (config, _) = cli::load_config(cli.config.as_deref())?;
+            println!("{}", cli::audit_key(&config).map_err(anyhow::Error::msg)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    file,
+                    checkpoints,
+                    key,
+                    proof,
+                },
+        } => {
+            // A file named on the command line needs no config; the key may still come from it.
+            let config = if file.is_none() && proof.is_none() {
+                Some(cli::load_config(cli.config.as_deref())?.0)
+            } else if key.is_none() {
+                cli::load_config(cli.config.as_deref()).ok().map(|c| c.0)
             } else {
-                ExitCode::from(1)
-            })
+                None
+            };
+            // The config's hub key is this hub's: it checks this hub's log, not any file.
+            let own_log = match (&file, &config) {
+                (None, Some(_)) => true,
+                (Some(file), Some(c)) => same_file(file, &c.audit_path),
+                _ => false,
+            };
+            let key = cli::audit_public_key(key.as_deref(), config.as_ref().filter(|_| own_log));
+            let (line, verdict) = match (proof, file) {
+                (Some(proof), _) => cli::audit_verify_proof(&proof, key.as_deref()),
+                (None, file) => {
+                    let path = file
+                        .or(config.map(|c| c.audit_path))
+                        .expect("a config when no file is named");
+                    cli::audit_verify(&path, &checkpoints, key.as_deref())
+                }
+            };
+            if verdict == cli::Verdict::Unreadable {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
+            Ok(ExitCode::from(verdict.exit_code()))
+        }
+        Command::Audit {
+            command: AuditCommand::Prove { seq, file },
+        } => {
+            let (config, _) = cli::load_config(cli.config.as_deref())?;
+            let key = cli::audit_key(&config).map_err(anyhow::Error::msg)?;
+            let path = file.unwrap_or(config.audit_path);
+            println!(
+                "{}",
+                cli::audit_prove(&path, seq, &key).map_err(anyhow::Error::msg)?
+            );
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -343,6 +408,13 @@ keys = [\"{public}\"]",
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

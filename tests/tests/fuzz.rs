@@ -162,3 +162,45 @@ fn mutated_config_files_are_loaded_or_refused_naming_the_problem() {
         }
     }
 }
+
+#[test]
+fn mutated_checkpoints_and_proofs_are_refused_with_a_reason_unless_they_still_verify() {
+    use hark_hub::audit::checkpoint::{Checkpoint, open_note, origin, split_notes};
+    let key = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([5; 32])).sk;
+    let pk = key.public_key();
+    let note = Checkpoint {
+        origin: origin(&pk),
+        size: 1042,
+        root: [9; 32],
+    }
+    .sign(&key);
+    let proof = serde_json::json!({
+        "seq": 3, "record": "{\"seq\":3}", "tree_size": 1042,
+        "proof": ["CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk="], "checkpoint": note,
+    })
+    .to_string();
+    let mut rng = Rng(0xc0ff_ee00_1234_5678);
+    let mut still_valid = 0;
+    for _ in 0..5000 {
+        let text = String::from_utf8_lossy(&mutate(&mut rng, note.as_bytes())).into_owned();
+        for (_, n) in split_notes(&text) {
+            match open_note(&n, &pk) {
+                // A mutation the signature survives changed nothing it covers.
+                Ok(cp) => {
+                    still_valid += 1;
+                    assert_eq!((cp.size, cp.root), (1042, [9; 32]));
+                }
+                Err(reason) => assert!(!reason.is_empty()),
+            }
+        }
+        let bent = mutate(&mut rng, proof.as_bytes());
+        match hark_hub::audit::proof::verify_proof(&bent, &pk) {
+            Ok(line) => panic!("a made-up proof held: {line}"),
+            Err(reason) => assert!(!reason.is_empty()),
+        }
+    }
+    assert!(
+        still_valid > 0,
+        "mutations of the signature lines alone leave it valid"
+    );
+}

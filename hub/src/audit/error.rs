@@ -24,6 +24,8 @@ pub enum AuditError {
         .path.display()
     )]
     CorruptTail { path: PathBuf, reason: String },
+    #[error("the hub's signing key {}: {reason}", .path.display())]
+    Key { path: PathBuf, reason: String },
     #[error("cannot encode an audit record: {0}")]
     Encode(serde_json::Error),
 }

@@ -62,6 +62,19 @@ enum Seal<'a> {
     Valid(&'a str),
 }
 
+/// What the hub's read of the whole log at start needs, cheaper than [`parse_line`] (one
+/// SHA-256, no JSON parse): `None` when the line is not a sealed record (a torn fragment),
+/// else whether it is a `gap` record. The verifier does the full check.
+pub(super) fn sealed_is_gap(line: &[u8]) -> Option<bool> {
+    const KIND: &[u8] = b",\"kind\":\"";
+    if !matches!(check_seal(line), Seal::Valid(_)) {
+        return None;
+    }
+    // The record's own kind comes right after `ts`, before any field that could hold this text.
+    let at = line.windows(KIND.len()).position(|w| w == KIND)?;
+    Some(line[at + KIND.len()..].starts_with(b"gap\""))
+}
+
 /// Checks the hash against the bytes as written: cut at the last `,"hash":"`, never re-serialize,
 /// because a JSON round trip may not give back the same bytes.
 fn check_seal(line: &[u8]) -> Seal<'_> {
@@ -88,6 +101,8 @@ pub(super) struct Parsed {
     pub(super) seq: u64,
     pub(super) prev: String,
     pub(super) hash: String,
+    /// The record's `kind`, as written.
+    pub(super) kind: String,
 }
 
 /// Parses and checks one line (without its '\n'); on failure, the seq if one can be read, and why.
@@ -134,10 +149,16 @@ pub(super) fn parse_line(line: &[u8]) -> Result<Parsed, (Option<u64>, String)> {
     else {
         return Err((Some(seq), "record has no valid prev".to_owned()));
     };
+    let kind = obj
+        .get("kind")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     Ok(Parsed {
         seq,
         prev: prev.to_owned(),
         hash,
+        kind,
     })
 }
 

@@ -57,6 +57,8 @@ pub enum Kind {
     Stop,
     Timer,
     Error,
+    /// The hub found at start that its log does not hold what its last checkpoint says it did.
+    Gap,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

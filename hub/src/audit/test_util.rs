@@ -60,6 +60,26 @@ pub(super) fn write_log(dir: &TestDir, n: u32) -> PathBuf {
     path
 }
 
+/// The key the signed test logs use.
+pub(super) fn key() -> ed25519_compact::SecretKey {
+    ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([9; 32])).sk
+}
+
+/// A log of `n` requests with a checkpoint after each of `at`, synced; returns the path.
+pub(super) fn write_signed_log(dir: &TestDir, n: u32, at: &[u32]) -> PathBuf {
+    let path = dir.log();
+    let mut log = AuditLog::open_signed(&path, Some(key())).unwrap();
+    for i in 1..=n {
+        log.append(&request(i)).unwrap();
+        if at.contains(&i) {
+            log.sync().unwrap();
+            log.prepare_checkpoint().unwrap().run().unwrap();
+        }
+    }
+    log.sync().unwrap();
+    path
+}
+
 pub(super) fn read_lines(path: &Path) -> Vec<String> {
     fs::read_to_string(path)
         .unwrap()

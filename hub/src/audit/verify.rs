@@ -1,14 +1,31 @@
 //! `hark audit verify`: checks the whole chain and the head file, and names the first broken
-//! record and what probably happened to it.
+//! record and what probably happened to it; with the hub's public key, also holds the log against
+//! signed checkpoints (its own, and older copies kept elsewhere): each must verify, and the first
+//! records of the log must still give each one's root. A log that could not be read is said to
+//! be unreadable, never broken.
 
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use ed25519_compact::PublicKey;
 
 use super::GENESIS;
+use super::checkpoint::{Checkpoint, open_note, split_notes};
 use super::line::{is_hash, parse_line, sniff_seq};
+use super::merkle::{Frontier, leaf_hash};
+use super::segments::{segment_path, segments};
 use super::sync::{Head, head_path};
+
+/// What to hold the log against besides its own chain.
+#[derive(Debug, Clone, Default)]
+pub struct Checks {
+    /// The hub's public key; needed to check any checkpoint.
+    pub key: Option<PublicKey>,
+    /// Files of signed checkpoints (the hub's `<log>.checkpoints`, copies, one saved note).
+    pub checkpoints: Vec<PathBuf>,
+}
 
 /// The verified log: how many records, and where the chain ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +35,11 @@ pub struct VerifyReport {
     pub last_seq: u64,
     /// [`GENESIS`] when empty.
     pub last_hash: String,
+    /// How many checkpoints the log was held against, and the largest tree size among them.
+    pub checkpoints: usize,
+    pub newest_checkpoint: Option<u64>,
+    /// Closed segments before the live file.
+    pub segments: usize,
 }
 
 /// The first broken record. `line` is 1-based; 0 means the problem is not in a line (the file
@@ -27,10 +49,17 @@ pub struct VerifyError {
     pub line: u64,
     pub seq: Option<u64>,
     pub reason: String,
+    /// Nothing was found broken: the log (or a file it is checked against) could not be read.
+    pub unreadable: bool,
+    /// The closed segment (or the live file, when the log has segments) `line` is in.
+    pub segment: Option<PathBuf>,
 }
 
 impl fmt::Display for VerifyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(segment) = &self.segment {
+            write!(f, "{}, ", segment.display())?;
+        }
         match (self.line, self.seq) {
             (0, _) => f.write_str(&self.reason),
             (line, Some(seq)) => write!(f, "line {line} (seq {seq}): {}", self.reason),
@@ -47,16 +76,137 @@ impl VerifyError {
             line: 0,
             seq: None,
             reason,
+            unreadable: false,
+            segment: None,
+        }
+    }
+
+    fn unreadable(reason: String) -> VerifyError {
+        VerifyError {
+            unreadable: true,
+            ..VerifyError::file(reason)
         }
     }
 }
 
+/// One checkpoint to hold the log against, and where it came from.
+struct Held {
+    checkpoint: Checkpoint,
+    /// `<file> line <n>`.
+    from: String,
+}
+
+fn read_checkpoints(checks: &Checks) -> Result<Vec<Held>, VerifyError> {
+    let mut held = Vec::new();
+    if checks.checkpoints.is_empty() {
+        return Ok(held);
+    }
+    let Some(key) = checks.key.as_ref() else {
+        return Err(VerifyError::unreadable(
+            "cannot check checkpoints without the hub's public key: pass --key ed25519:<base64> \
+             (`hark audit key` on the hub prints it)"
+                .to_owned(),
+        ));
+    };
+    for path in &checks.checkpoints {
+        let text = fs::read_to_string(path).map_err(|e| {
+            VerifyError::unreadable(format!("cannot read checkpoints {}: {e}", path.display()))
+        })?;
+        let notes = split_notes(&text);
+        if notes.is_empty() {
+            return Err(VerifyError::file(format!(
+                "checkpoints {} holds no checkpoint",
+                path.display()
+            )));
+        }
+        for (line, note) in notes {
+            let from = format!("{} line {line}", path.display());
+            let checkpoint = open_note(&note, key)
+                .map_err(|e| VerifyError::file(format!("checkpoint at {from} is bad: {e}")))?;
+            held.push(Held { checkpoint, from });
+        }
+    }
+    held.sort_by_key(|h| h.checkpoint.size);
+    Ok(held)
+}
+
 /// Checks the whole chain and the head file; names the first broken record.
 pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
-    let cannot_read =
-        |e: io::Error| VerifyError::file(format!("cannot read {}: {e}", path.display()));
+    verify_with(path, &Checks::default())
+}
+
+/// Like [`verify`], and holds the log against every checkpoint in `checks`.
+pub fn verify_with(path: &Path, checks: &Checks) -> Result<VerifyReport, VerifyError> {
+    let held = read_checkpoints(checks)?;
     let head = read_head(&head_path(path))?;
-    let mut reader = BufReader::new(File::open(path).map_err(cannot_read)?);
+    let segments = segments(path).map_err(|e| {
+        VerifyError::unreadable(format!(
+            "cannot list the segments of {}: {e}",
+            path.display()
+        ))
+    })?;
+    for (i, (n, _)) in segments.iter().enumerate() {
+        let want = i as u64 + 1;
+        if *n != want {
+            return Err(VerifyError::file(format!(
+                "segment {} is missing: a whole segment of the log was deleted",
+                segment_path(path, want).display()
+            )));
+        }
+    }
+    let mut files: Vec<PathBuf> = segments.into_iter().map(|(_, p)| p).collect();
+    files.push(path.to_path_buf());
+    let mut opened = Vec::new();
+    let mut ends = Vec::new();
+    let mut end = 0u64;
+    for file in &files {
+        let f = File::open(file)
+            .map_err(|e| VerifyError::unreadable(format!("cannot read {}: {e}", file.display())))?;
+        end += f
+            .metadata()
+            .map_err(|e| VerifyError::unreadable(format!("cannot read {}: {e}", file.display())))?
+            .len();
+        ends.push(end);
+        opened.push(f);
+    }
+    let mut reader: Box<dyn io::Read> = Box::new(io::empty());
+    for f in opened {
+        reader = Box::new(io::Read::chain(reader, f));
+    }
+    let mut starts = vec![1u64];
+    let result = verify_lines(
+        path,
+        BufReader::new(reader),
+        &ends,
+        &mut starts,
+        head,
+        &held,
+    );
+    result.map_err(|mut e| {
+        if files.len() > 1 && e.line > 0 {
+            let i = starts.iter().rposition(|&s| s <= e.line).unwrap_or(0);
+            e.line = e.line - starts[i] + 1;
+            e.segment = Some(files[i].clone());
+        }
+        e
+    })
+}
+
+/// The records of the log's files read as one; `ends` are the files' cumulative byte lengths,
+/// and `starts` is filled with the line number each file starts at.
+fn verify_lines<R: BufRead>(
+    path: &Path,
+    mut reader: R,
+    ends: &[u64],
+    starts: &mut Vec<u64>,
+    head: Option<Head>,
+    held: &[Held],
+) -> Result<VerifyReport, VerifyError> {
+    let cannot_read =
+        |e: io::Error| VerifyError::unreadable(format!("cannot read {}: {e}", path.display()));
+    let mut pending = held.iter().peekable();
+    let mut tree = Frontier::default();
+    let mut offset = 0u64;
     let mut buf = Vec::new();
     let mut line_no = 0u64;
     let mut last: Option<(u64, String)> = None;
@@ -64,9 +214,14 @@ pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
     let mut at_head: Option<(u64, String)> = None;
     loop {
         buf.clear();
-        if reader.read_until(b'\n', &mut buf).map_err(cannot_read)? == 0 {
+        let n = reader.read_until(b'\n', &mut buf).map_err(cannot_read)?;
+        if n == 0 {
             break;
         }
+        while starts.len() < ends.len() && offset >= ends[starts.len() - 1] {
+            starts.push(line_no + 1);
+        }
+        offset += n as u64;
         line_no += 1;
         if buf.pop() != Some(b'\n') {
             return Err(VerifyError {
@@ -75,17 +230,23 @@ pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
                 reason: "the last line is incomplete: a write torn by a crash (or the log is \
                          being written right now)"
                     .to_owned(),
+                unreadable: false,
+                segment: None,
             });
         }
         let rec = parse_line(&buf).map_err(|(seq, reason)| VerifyError {
             line: line_no,
             seq,
             reason,
+            unreadable: false,
+            segment: None,
         })?;
         let broken = |reason: String| VerifyError {
             line: line_no,
             seq: Some(rec.seq),
             reason,
+            unreadable: false,
+            segment: None,
         };
         match &last {
             None if rec.seq != 1 => {
@@ -126,12 +287,41 @@ pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
                 }
             }
         }
+        if rec.kind == "gap" {
+            return Err(broken(format!(
+                "the hub found records missing when it started and recorded the gap here: {}",
+                gap_message(&buf)
+            )));
+        }
+        // Checkpoints of the empty tree come before the first leaf.
+        check_roots(&mut pending, &tree, line_no, rec.seq)?;
+        tree.push(leaf_hash(&buf));
+        check_roots(&mut pending, &tree, line_no, rec.seq)?;
         if head.as_ref().is_some_and(|h| h.seq == rec.seq) {
             at_head = Some((line_no, rec.hash.clone()));
         }
         last = Some((rec.seq, rec.hash));
     }
+    while starts.len() < ends.len() {
+        starts.push(line_no + 1);
+    }
     let (last_seq, last_hash) = last.unwrap_or((0, GENESIS.to_owned()));
+    check_roots(&mut pending, &tree, line_no, last_seq)?;
+    if let Some(h) = pending.next() {
+        return Err(VerifyError {
+            line: line_no + 1,
+            seq: Some(last_seq + 1),
+            reason: format!(
+                "log ends at seq {last_seq} ({} records) but the checkpoint at {} covers {}: the \
+                 last records were cut off, or the file was truncated or replaced",
+                tree.size(),
+                h.from,
+                h.checkpoint.size
+            ),
+            unreadable: false,
+            segment: None,
+        });
+    }
     if let Some(head) = head {
         if last_seq < head.seq {
             return Err(VerifyError {
@@ -142,6 +332,8 @@ pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
                      deleted",
                     head.seq
                 ),
+                unreadable: false,
+                segment: None,
             });
         }
         if let Some((line, hash)) = at_head {
@@ -154,6 +346,8 @@ pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
                          was rewritten from here or earlier",
                         head.hash
                     ),
+                    unreadable: false,
+                    segment: None,
                 });
             }
         }
@@ -162,7 +356,43 @@ pub fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
         records: line_no,
         last_seq,
         last_hash,
+        checkpoints: held.len(),
+        newest_checkpoint: held.last().map(|h| h.checkpoint.size),
+        segments: ends.len() - 1,
     })
+}
+
+/// Every checkpoint of the tree's current size must have its root.
+fn check_roots<'a>(
+    pending: &mut std::iter::Peekable<impl Iterator<Item = &'a Held>>,
+    tree: &Frontier,
+    line: u64,
+    seq: u64,
+) -> Result<(), VerifyError> {
+    while let Some(h) = pending.next_if(|h| h.checkpoint.size <= tree.size()) {
+        if h.checkpoint.size == tree.size() && h.checkpoint.root != tree.root() {
+            return Err(VerifyError {
+                line,
+                seq: Some(seq),
+                reason: format!(
+                    "the first {} records do not match the checkpoint at {}: the log was \
+                     rewritten or replaced up to here (or earlier)",
+                    tree.size(),
+                    h.from
+                ),
+                unreadable: false,
+                segment: None,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn gap_message(line: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// A seq jump is a deletion, unless a missing seq turns up later: then the records were moved.
@@ -202,7 +432,7 @@ fn read_head(path: &Path) -> Result<Option<Head>, VerifyError> {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
-            return Err(VerifyError::file(format!(
+            return Err(VerifyError::unreadable(format!(
                 "cannot read head file {}: {e}",
                 path.display()
             )));
@@ -416,5 +646,139 @@ mod tests {
         let e = verify_err(&missing);
         assert_eq!(e.line, 0);
         assert!(e.to_string().contains("nope.jsonl"), "{e}");
+    }
+
+    mod checkpoints {
+        use std::fs;
+
+        use sha2::{Digest, Sha256};
+
+        use crate::audit::checkpoint::checkpoints_path;
+        use crate::audit::line::hex;
+        use crate::audit::test_util::{TestDir, key, read_lines, write_lines, write_signed_log};
+        use crate::audit::{Checks, VerifyError, head_path, verify_with};
+
+        fn checks(files: &[&std::path::Path]) -> Checks {
+            Checks {
+                key: Some(key().public_key()),
+                checkpoints: files.iter().map(|p| p.to_path_buf()).collect(),
+            }
+        }
+
+        fn broken(path: &std::path::Path, files: &[&std::path::Path]) -> VerifyError {
+            let e = verify_with(path, &checks(files)).unwrap_err();
+            assert!(!e.unreadable, "{e}");
+            e
+        }
+
+        #[test]
+        fn a_log_agrees_with_every_checkpoint_it_made() {
+            let dir = TestDir::new("cp-ok");
+            let path = write_signed_log(&dir, 10, &[3, 4, 10]);
+            let report = verify_with(&path, &checks(&[&checkpoints_path(&path)])).unwrap();
+            assert_eq!(
+                (report.checkpoints, report.newest_checkpoint),
+                (3, Some(10))
+            );
+        }
+
+        #[test]
+        fn a_tail_cut_with_its_head_file_is_caught_by_a_checkpoint_kept_elsewhere() {
+            let dir = TestDir::new("cp-cut");
+            let path = write_signed_log(&dir, 8, &[6]);
+            let copy = dir.0.join("copy.checkpoints");
+            fs::copy(checkpoints_path(&path), &copy).unwrap();
+            let mut lines = read_lines(&path);
+            lines.truncate(4);
+            write_lines(&path, &lines);
+            fs::remove_file(head_path(&path)).unwrap();
+            fs::remove_file(checkpoints_path(&path)).unwrap();
+
+            let e = broken(&path, &[&copy]);
+            assert_eq!((e.line, e.seq), (5, Some(5)));
+            assert!(e.reason.contains("log ends at seq 4 (4 records)"), "{e}");
+            assert!(e.reason.contains("copy.checkpoints line 1 covers 6"), "{e}");
+        }
+
+        #[test]
+        fn a_log_edited_and_rehashed_throughout_is_caught_by_a_checkpoint() {
+            let dir = TestDir::new("cp-rehash");
+            let path = write_signed_log(&dir, 6, &[5]);
+            let mut lines = read_lines(&path);
+            // The attacker's script: change a record, then re-seal every line after it.
+            let mut prev = None::<String>;
+            for (i, line) in lines.iter_mut().enumerate() {
+                let mut body = line[..line.rfind(",\"hash\":\"").unwrap()].to_owned();
+                if i == 1 {
+                    body = body.replace("kitchen", "hallway");
+                }
+                if let Some(p) = &prev {
+                    let at = body.rfind(",\"prev\":\"").unwrap();
+                    body = format!("{},\"prev\":\"{p}\"", &body[..at]);
+                }
+                let hash = hex(&Sha256::digest(format!("{body}}}").as_bytes()));
+                *line = format!("{body},\"hash\":\"{hash}\"}}");
+                prev = Some(hash);
+            }
+            write_lines(&path, &lines);
+            fs::remove_file(head_path(&path)).unwrap();
+            assert!(
+                crate::audit::verify(&path).is_ok(),
+                "the chain alone is fooled"
+            );
+
+            let e = broken(&path, &[&checkpoints_path(&path)]);
+            assert_eq!((e.line, e.seq), (5, Some(5)));
+            assert!(
+                e.reason
+                    .contains("the first 5 records do not match the checkpoint"),
+                "{e}"
+            );
+        }
+
+        #[test]
+        fn a_checkpoint_with_a_bad_signature_is_named() {
+            let dir = TestDir::new("cp-badsig");
+            let path = write_signed_log(&dir, 4, &[2, 4]);
+            let cp = checkpoints_path(&path);
+            let text = fs::read_to_string(&cp).unwrap();
+            fs::write(&cp, text.replacen("\n4\n", "\n3\n", 1)).unwrap();
+            let e = broken(&path, &[&cp]);
+            assert!(e.reason.contains("line 7 is bad"), "{e}");
+            assert!(e.reason.contains("signature does not verify"), "{e}");
+
+            let other = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([1; 32]));
+            let e = verify_with(
+                &path,
+                &Checks {
+                    key: Some(other.pk),
+                    checkpoints: vec![cp],
+                },
+            )
+            .unwrap_err();
+            assert!(e.reason.contains("checkpoint of another log"), "{e}");
+        }
+
+        #[test]
+        fn checkpoints_without_a_key_or_unreadable_are_not_called_broken() {
+            let dir = TestDir::new("cp-unread");
+            let path = write_signed_log(&dir, 2, &[2]);
+            let e = verify_with(
+                &path,
+                &Checks {
+                    key: None,
+                    checkpoints: vec![checkpoints_path(&path)],
+                },
+            )
+            .unwrap_err();
+            assert!(e.unreadable && e.reason.contains("--key"), "{e}");
+            let e = verify_with(&path, &checks(&[&dir.0.join("nope")])).unwrap_err();
+            assert!(
+                e.unreadable && e.reason.contains("cannot read checkpoints"),
+                "{e}"
+            );
+            let e = verify_with(&dir.0.join("missing.jsonl"), &checks(&[])).unwrap_err();
+            assert!(e.unreadable, "{e}");
+        }
     }
 }

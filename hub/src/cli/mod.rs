@@ -113,20 +113,153 @@ pub fn init(path: &Path, force: bool, listen: SocketAddr) -> Result<String, Init
     Ok(found)
 }
 
-/// `hark audit verify`: a line for the person, and whether the log is intact.
-pub fn audit_verify(path: &Path) -> (String, bool) {
-    match crate::audit::verify(path) {
+/// `hark audit key`: `ed25519:<base64>` of the public half of the hub's signing key.
+pub fn audit_key(config: &Config) -> Result<String, String> {
+    use crate::audit::checkpoint::{KeyError, hub_key_path, read_key};
+    let path = hub_key_path(&config.state_dir);
+    match read_key(&path) {
+        Ok(key) => Ok(crate::signing::format_key(&key.public_key())),
+        Err(KeyError::Missing) => Err(format!(
+            "there is no hub key at {} yet: the hub makes it at its first start (hark run)",
+            path.display()
+        )),
+        Err(KeyError::Other(reason)) => Err(format!("{}: {reason}", path.display())),
+    }
+}
+
+/// How `hark audit verify` ended: intact (exit 0), broken (1), or not checked because something
+/// could not be read (2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Intact,
+    Broken,
+    Unreadable,
+}
+
+impl Verdict {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Intact => 0,
+            Verdict::Broken => 1,
+            Verdict::Unreadable => 2,
+        }
+    }
+}
+
+/// `hark audit verify`: a line for the person, and the verdict. The log's own
+/// `<path>.checkpoints` is checked when there is a key to check it with.
+pub fn audit_verify(path: &Path, checkpoints: &[PathBuf], key: Option<&str>) -> (String, Verdict) {
+    use crate::audit::checkpoint::checkpoints_path;
+    let key = match key.map(parse_public_key).transpose() {
+        Ok(key) => key,
+        Err(e) => {
+            return (
+                format!("{}: cannot verify: {e}", path.display()),
+                Verdict::Unreadable,
+            );
+        }
+    };
+    let own = checkpoints_path(path);
+    let mut checks = crate::audit::Checks {
+        key,
+        checkpoints: Vec::new(),
+    };
+    let mut note = String::new();
+    if own.exists() {
+        if checks.key.is_some() {
+            checks.checkpoints.push(own);
+        } else {
+            note = format!(
+                "; {} NOT checked: no key (pass --key ed25519:<base64> from `hark audit key`)",
+                own.display()
+            );
+        }
+    }
+    checks.checkpoints.extend(checkpoints.iter().cloned());
+    match crate::audit::verify_with(path, &checks) {
         Ok(report) => (
             format!(
-                "{}: intact, {} records, last seq {}, head {}",
+                "{}: intact, {} records, last seq {}, head {}{}{note}",
                 path.display(),
                 report.records,
                 report.last_seq,
-                &report.last_hash[..report.last_hash.len().min(16)]
+                &report.last_hash[..report.last_hash.len().min(16)],
+                match report.newest_checkpoint {
+                    Some(size) => format!(
+                        ", consistent with {} checkpoints (newest: {size} records)",
+                        report.checkpoints
+                    ),
+                    None => String::new(),
+                }
             ),
-            true,
+            Verdict::Intact,
         ),
-        Err(e) => (format!("{}: BROKEN at {e}", path.display()), false),
+        Err(e) if e.unreadable => (
+            format!("{}: cannot verify: {e}", path.display()),
+            Verdict::Unreadable,
+        ),
+        Err(e) => (
+            format!("{}: BROKEN at {e}", path.display()),
+            Verdict::Broken,
+        ),
+    }
+}
+
+/// `ed25519:<base64>`, or a file holding it.
+fn parse_public_key(arg: &str) -> Result<ed25519_compact::PublicKey, String> {
+    let text = if arg.starts_with("ed25519:") {
+        arg.to_owned()
+    } else {
+        std::fs::read_to_string(arg).map_err(|e| format!("--key {arg}: {e}"))?
+    };
+    crate::signing::parse_key(text.trim()).map_err(|e| format!("--key: {e}"))
+}
+
+/// The hub's public key from `--key`, else from the config's `hub.key` when it can be read.
+pub fn audit_public_key(explicit: Option<&str>, config: Option<&Config>) -> Option<String> {
+    explicit
+        .map(str::to_owned)
+        .or_else(|| config.and_then(|c| audit_key(c).ok()))
+}
+
+/// `hark audit prove <seq>`: the proof as pretty JSON.
+pub fn audit_prove(path: &Path, seq: u64, key: &str) -> Result<String, String> {
+    let key = parse_public_key(key)?;
+    let proof = crate::audit::proof::prove(path, seq, &key)?;
+    Ok(serde_json::to_string_pretty(&proof).expect("a proof serializes"))
+}
+
+/// `hark audit verify --proof FILE`.
+pub fn audit_verify_proof(proof: &Path, key: Option<&str>) -> (String, Verdict) {
+    let Some(key) = key else {
+        return (
+            "cannot check a proof without the hub's public key: pass --key ed25519:<base64>"
+                .to_owned(),
+            Verdict::Unreadable,
+        );
+    };
+    let key = match parse_public_key(key) {
+        Ok(key) => key,
+        Err(e) => return (e, Verdict::Unreadable),
+    };
+    let text = match std::fs::read(proof) {
+        Ok(text) => text,
+        Err(e) => {
+            return (
+                format!("cannot read proof {}: {e}", proof.display()),
+                Verdict::Unreadable,
+            );
+        }
+    };
+    match crate::audit::proof::verify_proof(&text, &key) {
+        Ok(line) => (
+            format!("{}: proof holds: {line}", proof.display()),
+            Verdict::Intact,
+        ),
+        Err(e) => (
+            format!("{}: proof does NOT hold: {e}", proof.display()),
+            Verdict::Broken,
+        ),
     }
 }
 

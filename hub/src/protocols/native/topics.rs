@@ -60,6 +60,16 @@ impl Topics {
         format!("{}/hub/status", self.prefix)
     }
 
+    /// Where the hub retains its alarm: the audit log lost records (SPEC §9).
+    pub fn alarm(&self) -> String {
+        format!("{}/hub/alarm", self.prefix)
+    }
+
+    /// Where the hub retains its newest signed checkpoint of the audit log.
+    pub fn audit_checkpoint(&self) -> String {
+        format!("{}/audit/checkpoint", self.prefix)
+    }
+
     /// Is `topic` one the hub itself owns? Skills may never publish there.
     pub fn is_own(&self, topic: &str) -> bool {
         topic == self.prefix || topic.starts_with(&format!("{}/", self.prefix))
