@@ -326,6 +326,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         admission: std::sync::Mutex::new(Admission::default()),
         started,
         tier: config.tier,
+        systemd: crate::systemd::Notifier::from_env(),
         reload: Reload {
             config: config.clone(),
             engine,
@@ -478,6 +479,8 @@ struct Server {
     admission: std::sync::Mutex<Admission<Box<dyn Job>>>,
     started: Instant,
     tier: crate::policy::Tier,
+    /// Tells systemd the hub is ready, alive, stopping.
+    systemd: crate::systemd::Notifier,
     reload: Reload,
 }
 
@@ -570,6 +573,8 @@ impl Server {
         // without going deaf to shutdown or to running requests finishing.
         let mut retry = Box::pin(tokio::time::sleep(Duration::ZERO));
         let mut waiting = false;
+        // systemd's watchdog is fed from this loop, so a hung loop starves it.
+        let mut watchdog = self.systemd.watchdog_interval().map(tokio::time::interval);
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(|e| tracing::warn!("cannot listen for SIGHUP, reload by restarting: {e}"))
             .ok();
@@ -604,10 +609,14 @@ impl Server {
                 Some(ended) = requests.join_next() => self.finished(ended, &mut requests),
                 Some(inbound) = admit_rx.recv() => self.admit(inbound, &mut requests, false),
                 _ = status_tick.tick() => self.publish_status(true).await,
+                _ = async { match watchdog.as_mut() { Some(w) => w.tick().await, None => std::future::pending().await } } => {
+                    self.systemd.notify("WATCHDOG=1");
+                }
             }
         }
 
         // Draining: finish what is running, refuse what waits and what arrives.
+        self.systemd.notify("STOPPING=1");
         tracing::info!(in_flight = requests.len(), "shutting down");
         let waiting = self.admission().drain();
         for job in waiting {
@@ -717,6 +726,9 @@ impl Server {
                     }
                 }
                 self.publish_status(true).await;
+                // systemd: started (again, after a reconnect: harmless).
+                self.systemd
+                    .notify("READY=1\nSTATUS=connected to the broker, serving");
             }
             Event::Incoming(Packet::Publish(publish)) => {
                 if self.admission().queued() > 0 {

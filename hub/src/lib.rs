@@ -66,6 +66,7 @@ pub mod registry;
 mod request;
 pub mod sandbox;
 pub mod signing;
+mod systemd;
 pub mod timers;
 
 pub use config::Config;

@@ -388,14 +388,12 @@ impl HubProcess {
         HubProcess::spawn_command(dir, command)
     }
 
-    /// Like [`HubProcess::spawn`], with `RUST_LOG` set to `rust_log`.
-    pub fn spawn_logging(dir: &Path, config: &Path, rust_log: &str) -> HubProcess {
+    /// Like [`HubProcess::spawn`], with these environment variables set
+    /// (`RUST_LOG`, systemd's `NOTIFY_SOCKET`, ...).
+    pub fn spawn_with_env(dir: &Path, config: &Path, env: &[(&str, &str)]) -> HubProcess {
         let mut command = Command::new(hark_binary());
-        command
-            .arg("--config")
-            .arg(config)
-            .arg("run")
-            .env("RUST_LOG", rust_log);
+        command.arg("--config").arg(config).arg("run");
+        command.envs(env.iter().copied());
         HubProcess::spawn_command(dir, command)
     }
 

@@ -214,7 +214,7 @@ fn rust_log_hark_debug_shows_the_hubs_debug_lines_and_never_the_brokers_noise() 
     let config = config_for(dir.path(), port);
     // `hark` names the hub whatever crate its code is in; the embedded
     // broker's own logging stays off although the level is debug.
-    let hub = HubProcess::spawn_logging(dir.path(), &config, "debug,hark=debug");
+    let hub = HubProcess::spawn_with_env(dir.path(), &config, &[("RUST_LOG", "debug,hark=debug")]);
     wait_online(port, "hark");
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -283,6 +283,66 @@ fn with_no_sound_card_every_stderr_line_is_a_log_line_and_json_logs_parse() {
             "not a JSON log line: {line:?}\n{text}"
         );
     }
+}
+
+#[test]
+fn under_systemd_the_hub_says_ready_once_connected_feeds_the_watchdog_and_says_stopping() {
+    let dir = TempDir::new("cli-sd-notify");
+    let port = free_port();
+    let config = config_for(dir.path(), port);
+    // systemd's end of the protocol: a datagram socket the service writes to.
+    let socket_path = dir.path().join("notify.sock");
+    let systemd = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    systemd.set_read_timeout(Some(PATIENCE)).unwrap();
+    let hub = HubProcess::spawn_with_env(
+        dir.path(),
+        &config,
+        &[
+            ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "200000"),
+        ],
+    );
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = systemd
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("nothing from the hub: {e}"));
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let first = next();
+    assert!(first.starts_with("READY=1\n"), "{first:?}");
+    // Ready means serving: a request is answered now.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let mut kitchen = Satellite::connect(port, "hark", "kitchen").await;
+            assert_eq!(
+                kitchen.request("timer.list", json!({})).await["status"],
+                "ok"
+            );
+        });
+    // Half of WatchdogSec: pings keep coming while the loop runs.
+    for _ in 0..3 {
+        let ping = next();
+        assert!(
+            ping == "WATCHDOG=1" || ping.starts_with("READY=1"),
+            "{ping:?}"
+        );
+    }
+    let pid = hub.pid().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let mut said = Vec::new();
+    loop {
+        let message = next();
+        if message == "STOPPING=1" {
+            break;
+        }
+        said.push(message);
+        assert!(said.len() < 100, "no STOPPING=1: {said:?}");
+    }
+    drop(hub);
 }
 
 #[test]

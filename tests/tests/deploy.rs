@@ -115,6 +115,8 @@ fn the_packaged_config_loads_and_keeps_state_in_var_lib_hark() {
         "NoNewPrivileges=yes",
         "PrivateTmp=yes",
         "RestartPreventExitStatus=2",
+        "Type=notify",
+        "WatchdogSec=30s",
     ] {
         assert!(
             unit.lines().any(|l| l == line),
