@@ -102,6 +102,10 @@ pub fn assemble(config: &Config) -> Result<Assembly, HubError> {
     })?;
     let key =
         audit::checkpoint::load_or_create_key(&audit::checkpoint::hub_key_path(&config.state_dir))?;
+    audit::checkpoint::publish_public_key(
+        &audit::checkpoint::hub_public_key_path(&config.state_dir),
+        &key,
+    )?;
     let audit_log = Audit::with_checkpoints(
         AuditLog::open_signed(&config.audit_path, Some(key))?
             .with_max_bytes(config.audit_max_bytes),

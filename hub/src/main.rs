@@ -172,9 +172,25 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("hark: {e:#}");
+            if permission_denied(&e) {
+                eprintln!("{PERMISSION_HINT}");
+            }
             ExitCode::from(2)
         }
     }
+}
+
+/// The hub's files belong to the `hark` user and group (the config 640
+/// root:hark, the state dir 750): reading them takes membership.
+const PERMISSION_HINT: &str = "hint: the hub's config and state are readable by the group \
+     `hark`; add yourself with `sudo usermod -aG hark $USER`, then log in again (or use sudo)";
+
+fn permission_denied(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+    }) || e.to_string().contains("Permission denied")
 }
 
 fn init_tracing(format: LogFormat) {
@@ -328,6 +344,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             if verdict == cli::Verdict::Unreadable {
                 eprintln!("{line}");
+                if line.contains("Permission denied") {
+                    eprintln!("{PERMISSION_HINT}");
+                }
             } else {
                 println!("{line}");
             }

@@ -118,6 +118,17 @@ fn the_hub_signs_checkpoints_and_retains_the_newest_on_mqtt() {
             .mode()
     };
     assert_eq!(mode & 0o777, 0o600);
+    // Its public half beside it, for the `hark` group (verify, audit key).
+    let public = dir.path().join("hub.pub");
+    assert_eq!(
+        std::fs::read_to_string(&public).unwrap(),
+        format!("{key}\n")
+    );
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(&public).unwrap().permissions().mode()
+    };
+    assert_eq!(mode & 0o777, 0o644);
     assert!(note.starts_with("hark-audit/"), "{note}");
     assert!(note.contains("\n\n\u{2014} hark-audit/"), "{note}");
 
@@ -440,6 +451,10 @@ fn verify_on_a_file_it_cannot_read_exits_2_without_crying_tamper() {
     assert!(said.contains("cannot read"), "{said}");
     assert!(said.contains("ermission denied"), "{said}");
     assert!(!said.contains("BROKEN"), "{said}");
+    assert!(
+        said.contains("sudo usermod -aG hark $USER"),
+        "says what to do: {said}"
+    );
 
     // A directory where the log should be: unreadable too, not broken.
     let out = run_hark(

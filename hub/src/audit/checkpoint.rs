@@ -37,6 +37,33 @@ pub fn hub_key_path(state_dir: &Path) -> PathBuf {
     state_dir.join("hub.key")
 }
 
+/// `<state_dir>/hub.pub`: the public half, readable by the `hark` group,
+/// so `hark audit key` and `verify` work for its members without the secret.
+pub fn hub_public_key_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("hub.pub")
+}
+
+/// Writes `hub.pub` (mode 0644) for `key` unless it already says so.
+pub fn publish_public_key(path: &Path, key: &SecretKey) -> Result<(), AuditError> {
+    let text = format!("{}\n", crate::signing::format_key(&key.public_key()));
+    if std::fs::read_to_string(path).is_ok_and(|t| t == text) {
+        return Ok(());
+    }
+    let temp = with_suffix(path, ".tmp");
+    let write = || -> io::Result<()> {
+        let _ = std::fs::remove_file(&temp);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&temp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&temp, path)
+    };
+    write().map_err(AuditError::io(path, "write the hub's public key"))
+}
+
 /// `<log>.checkpoints`.
 pub fn checkpoints_path(log: &Path) -> PathBuf {
     with_suffix(log, ".checkpoints")

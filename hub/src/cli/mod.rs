@@ -113,9 +113,16 @@ pub fn init(path: &Path, force: bool, listen: SocketAddr) -> Result<String, Init
     Ok(found)
 }
 
-/// `hark audit key`: `ed25519:<base64>` of the public half of the hub's signing key.
+/// `hark audit key`: `ed25519:<base64>` of the public half of the hub's
+/// signing key: from `hub.pub`, which the `hark` group may read, else from
+/// `hub.key` itself (its owner only).
 pub fn audit_key(config: &Config) -> Result<String, String> {
-    use crate::audit::checkpoint::{KeyError, hub_key_path, read_key};
+    use crate::audit::checkpoint::{KeyError, hub_key_path, hub_public_key_path, read_key};
+    if let Ok(text) = std::fs::read_to_string(hub_public_key_path(&config.state_dir)) {
+        if let Ok(key) = crate::signing::parse_key(text.trim()) {
+            return Ok(crate::signing::format_key(&key));
+        }
+    }
     let path = hub_key_path(&config.state_dir);
     match read_key(&path) {
         Ok(key) => Ok(crate::signing::format_key(&key.public_key())),
