@@ -74,6 +74,9 @@ enum Command {
         #[command(subcommand)]
         command: SkillCommand,
     },
+    /// Check this machine for what stops the hub from working: config, state dir,
+    /// broker, speaker, skills, clock, disk. Exit 1 naming the checks that failed
+    Doctor,
     /// Measure this board's interpreter speed (fuel per millisecond)
     Calibrate {
         /// Seconds to measure
@@ -295,6 +298,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Skill { command } => skill_command(command, cli.config.as_deref()),
+        Command::Doctor => {
+            let (config, file) = cli::load_config(cli.config.as_deref())?;
+            let checks = cli::doctor::run(&config, file.as_deref());
+            for check in &checks {
+                println!("{check}");
+            }
+            let failed: Vec<&str> = checks
+                .iter()
+                .filter(|c| c.verdict == cli::doctor::Verdict::Fail)
+                .map(|c| c.name)
+                .collect();
+            if failed.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            eprintln!("hark doctor: failed: {}", failed.join(", "));
+            Ok(ExitCode::from(1))
+        }
         Command::Calibrate { seconds } => {
             if !(seconds.is_finite() && (0.05..=60.0).contains(&seconds)) {
                 anyhow::bail!("--seconds must be between 0.05 and 60");

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, ConfigError};
 
+pub mod doctor;
 pub mod send;
 pub mod skill;
 

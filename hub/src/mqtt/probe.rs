@@ -18,23 +18,55 @@ pub enum Found {
     Other,
 }
 
-/// CONNECT, MQTT 3.1.1, clean session, keep-alive 60 s, client id `hark-probe`.
-const CONNECT: [u8; 24] = [
-    0x10, 22, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60, 0, 10, b'h', b'a', b'r', b'k', b'-',
-    b'p', b'r', b'o', b'b', b'e',
-];
 const DISCONNECT: [u8; 2] = [0xe0, 0];
+
+/// CONNECT, MQTT 3.1.1, clean session, keep-alive 60 s, client id
+/// `hark-probe`, with `credentials` (user name, password) if given.
+fn connect_packet(credentials: Option<(&str, &str)>) -> Vec<u8> {
+    let field = |out: &mut Vec<u8>, bytes: &[u8]| {
+        out.extend((bytes.len() as u16).to_be_bytes());
+        out.extend(bytes);
+    };
+    let mut body = Vec::new();
+    field(&mut body, b"MQTT");
+    body.push(4);
+    body.push(if credentials.is_some() { 0xc2 } else { 0x02 });
+    body.extend(60u16.to_be_bytes());
+    field(&mut body, b"hark-probe");
+    if let Some((user, password)) = credentials {
+        field(&mut body, user.as_bytes());
+        field(&mut body, password.as_bytes());
+    }
+    let mut packet = vec![0x10];
+    let mut len = body.len();
+    loop {
+        let byte = (len % 128) as u8;
+        len /= 128;
+        packet.push(if len > 0 { byte | 0x80 } else { byte });
+        if len == 0 {
+            break;
+        }
+    }
+    packet.extend(body);
+    packet
+}
 
 /// Asks `addr` whether it is an MQTT broker, waiting at most `patience`
 /// for each step.
 pub fn probe(addr: SocketAddr, patience: Duration) -> Found {
+    probe_as(addr, patience, None)
+}
+
+/// [`probe`], logging in with `credentials` (user name, password): a broker
+/// that refuses them is `Broker { open: false }`.
+pub fn probe_as(addr: SocketAddr, patience: Duration, credentials: Option<(&str, &str)>) -> Found {
     let Ok(mut socket) = TcpStream::connect_timeout(&addr, patience) else {
         return Found::Nothing;
     };
     let _ = socket.set_read_timeout(Some(patience));
     let _ = socket.set_write_timeout(Some(patience));
     let _ = socket.set_nodelay(true);
-    if socket.write_all(&CONNECT).is_err() {
+    if socket.write_all(&connect_packet(credentials)).is_err() {
         return Found::Other;
     }
     let mut connack = [0u8; 4];
@@ -80,9 +112,10 @@ mod tests {
             let addr = listener.local_addr().unwrap();
             let broker = std::thread::spawn(move || {
                 let (mut s, _) = listener.accept().unwrap();
-                let mut connect = [0u8; CONNECT.len()];
+                let expected = connect_packet(None);
+                let mut connect = vec![0u8; expected.len()];
                 s.read_exact(&mut connect).unwrap();
-                assert_eq!(connect, CONNECT);
+                assert_eq!(connect, expected);
                 s.write_all(&[0x20, 2, 0, code]).unwrap();
             });
             assert_eq!(probe(addr, Duration::from_secs(5)), found, "code {code}");

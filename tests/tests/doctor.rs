@@ -1,0 +1,150 @@
+//! `hark doctor` as a person runs it after installing: it passes on a setup
+//! that works, and on each of the usual breakages fails naming the check.
+
+use std::path::{Path, PathBuf};
+
+use hark_tests::skills::{example_manifest, example_wasm, install};
+use hark_tests::{Mosquitto, TempDir, free_port, run_hark, text};
+
+/// A config with its own state dir (made 0700, as the hub makes it), the
+/// given broker line and top-level keys, and no sound card.
+fn config(dir: &Path, state: &Path, broker: &str, top: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(state).unwrap();
+    std::fs::set_permissions(state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let path = dir.join("hark.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{top}state_dir = \"{}\"\n[mqtt]\n{broker}\n[audio]\nbackend = \"null\"\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// `hark doctor`'s exit code and report.
+fn doctor(dir: &Path, config: &Path) -> (Option<i32>, String) {
+    let out = run_hark(dir, &["--config", config.to_str().unwrap(), "doctor"]);
+    (
+        out.status.code(),
+        format!("{}{}", text(&out.stdout), text(&out.stderr)),
+    )
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        == Some("0")
+}
+
+#[test]
+fn a_working_setup_passes_and_an_unreachable_broker_fails_by_name() {
+    let mosquitto = Mosquitto::start();
+    let dir = TempDir::new("doctor-good");
+    let state = dir.path().join("state");
+    let good = config(
+        dir.path(),
+        &state,
+        &format!("url = \"{}\"", mosquitto.url()),
+        "",
+    );
+    let (code, report) = doctor(dir.path(), &good);
+    assert_eq!(code, Some(0), "{report}");
+    for name in [
+        "config",
+        "state dir",
+        "broker",
+        "speaker",
+        "skills",
+        "clock",
+        "disk",
+    ] {
+        assert!(
+            report.lines().any(|l| l[6..].starts_with(name)),
+            "no {name} check: {report}"
+        );
+    }
+    assert!(!report.contains("FAIL"), "{report}");
+
+    let nowhere = config(
+        dir.path(),
+        &state,
+        &format!("url = \"mqtt://127.0.0.1:{}\"", free_port()),
+        "",
+    );
+    let (code, report) = doctor(dir.path(), &nowhere);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.lines().any(|l| l.starts_with("FAIL  broker")),
+        "{report}"
+    );
+    assert!(report.contains("hark doctor: failed: broker"), "{report}");
+}
+
+#[test]
+fn a_state_dir_the_hub_cannot_own_fails_by_name() {
+    let mosquitto = Mosquitto::start();
+    let dir = TempDir::new("doctor-owner");
+    let state = dir.path().join("state");
+    let path = config(
+        dir.path(),
+        &state,
+        &format!("url = \"{}\"", mosquitto.url()),
+        "",
+    );
+    // Someone else's folder: nobody's, as root can make it; else root's own.
+    let foreign = if is_root() {
+        let status = std::process::Command::new("chown")
+            .args(["65534:65534", state.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        path
+    } else {
+        config(
+            dir.path(),
+            Path::new("/usr"),
+            &format!("url = \"{}\"", mosquitto.url()),
+            "",
+        )
+    };
+    let (code, report) = doctor(dir.path(), &foreign);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.lines().any(|l| l.starts_with("FAIL  state dir")),
+        "{report}"
+    );
+    assert!(report.contains("chown"), "says what to do: {report}");
+}
+
+#[test]
+fn an_unsigned_skill_in_the_trusted_tier_fails_naming_the_skill() {
+    let mosquitto = Mosquitto::start();
+    let dir = TempDir::new("doctor-unsigned");
+    let state = dir.path().join("state");
+    install(
+        &state.join("skills"),
+        "dice",
+        example_manifest("dice"),
+        &example_wasm("dice"),
+    );
+    let path = config(
+        dir.path(),
+        &state,
+        &format!("url = \"{}\"", mosquitto.url()),
+        "tier = \"trusted\"\n",
+    );
+    let (code, report) = doctor(dir.path(), &path);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with("FAIL  skill") && l.contains("dice")),
+        "{report}"
+    );
+}
