@@ -29,11 +29,13 @@ step() { printf '   (%ds so far)\n' $((SECONDS - started)); }
 # target, and the native run checks it.
 test_filter='not (binary(hermes) | binary(wyoming) | binary(host_budget) | binary(hostile_clients) | binary(load_bounds) | test(the_tutorial_takes_a_new_skill_from_scaffold_to_a_signed_reply))'
 
-# A regression guard, not the goal: the aarch64 binary with every default
-# feature is 4.1 MiB (README "Footprint"; 0.5 MiB of it since panics unwind,
-# so a panic on the request path costs one request, not the hub); past
-# 4.5 MiB, find out what grew.
-size_budget=4718592
+# A regression guard, not the goal (issue 15 asks for 3 MiB, which needs the
+# broker replacement of issue 12): the aarch64 binary with every default
+# feature is 4.51 MiB (README "Footprint"; 0.5 MiB of it since panics unwind,
+# so a panic on the request path costs one request, not the hub). It was
+# 4.32 MiB before confirmation, signed audit checkpoints with their proofs
+# and segments, hark doctor and sd_notify; past 4.75 MiB, find out what grew.
+size_budget=4980736
 # Raspberry Pi OS bookworm's glibc.
 max_glibc=2.36
 
