@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use hark_tests::{Hub, PATIENCE, Satellite, Setup, TempDir, hark_binary, run_hark, text};
+use hark_tests::{Hub, PATIENCE, Satellite, Setup, TempDir, hark_binary, is_root, run_hark, text};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -464,15 +464,6 @@ fn verify_on_a_file_it_cannot_read_exits_2_without_crying_tamper() {
     let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(2), "{said}");
     assert!(!said.contains("BROKEN"), "{said}");
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        == Some("0")
 }
 
 #[test]

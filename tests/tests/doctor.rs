@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use hark_tests::skills::{example_manifest, example_wasm, install};
-use hark_tests::{Mosquitto, TempDir, free_port, run_hark, text};
+use hark_tests::{Mosquitto, TempDir, free_port, is_root, run_hark, text};
 
 /// A config with its own state dir (made 0700, as the hub makes it), the
 /// given broker line and top-level keys, and no sound card.
@@ -31,15 +31,6 @@ fn doctor(dir: &Path, config: &Path) -> (Option<i32>, String) {
         out.status.code(),
         format!("{}{}", text(&out.stdout), text(&out.stderr)),
     )
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        == Some("0")
 }
 
 #[test]
