@@ -578,7 +578,10 @@ impl Server {
         let mut retry = Box::pin(tokio::time::sleep(Duration::ZERO));
         let mut waiting = false;
         // systemd's watchdog is fed from this loop, so a hung loop starves it.
-        let mut watchdog = self.systemd.watchdog_interval().map(tokio::time::interval);
+        let mut watchdog = self
+            .systemd
+            .watchdog_interval()
+            .map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(|e| tracing::warn!("cannot listen for SIGHUP, reload by restarting: {e}"))
             .ok();
