@@ -122,12 +122,34 @@ fn prepare(
         .cloned()
         .unwrap_or_default();
     let info = SkillInfo::new(kind, manifest, signature, grants);
-    let admission = policy::decide(config.tier, &info, &Action::Load);
+    let admission = reserved_topics(&info, &config.mqtt.prefix)
+        .unwrap_or_else(|| policy::decide(config.tier, &info, &Action::Load));
     Ok(Skill {
         info: Arc::new(info),
         schema,
         admission,
         runner: Runner::Unavailable,
+    })
+}
+
+/// A skill that declares `mqtt.publish` on a filter that can reach a
+/// reserved topic (SPEC §7: where the hub listens, or speaks with authority)
+/// is refused in every tier, with the topic named: a skill publishing an
+/// NluIntent could otherwise speak for any Hermes site.
+fn reserved_topics(info: &SkillInfo, prefix: &str) -> Option<policy::Decision> {
+    info.permissions.iter().find_map(|p| {
+        let hark_skill_sdk::Permission::MqttPublish(filter) = p else {
+            return None;
+        };
+        let reserved = crate::satellites::access::reserved_overlap(filter, prefix)?;
+        Some(policy::Decision {
+            allow: false,
+            rule: "mqtt.reserved_topic",
+            reason: format!(
+                "declares {p}, which can reach {reserved}: a topic the hub listens or speaks on \
+                 with authority; no skill may publish there"
+            ),
+        })
     })
 }
 
@@ -386,6 +408,7 @@ mod tests {
             let manifest = serde_json::json!({
                 "name": name, "version": "1.0.0", "abi": 1, "entrypoint": "skill.wasm",
                 "sha256": hex(&Sha256::digest(&module)), "permissions": permissions,
+                "trusted": permissions.iter().any(|p| p.starts_with("mqtt.publish")),
                 "args_schema": {"type": "object"}
             });
             std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
@@ -446,6 +469,38 @@ mod tests {
             "{:?}",
             second.broken
         );
+    }
+
+    #[test]
+    fn a_skill_that_could_publish_on_a_reserved_topic_is_refused_naming_it() {
+        let folder = Folder::new("reserved");
+        let cases = [
+            ("hermes_all", "hermes/#", "hermes/intent/#"),
+            ("hermes_intent", "hermes/intent/+", "hermes/intent/#"),
+            ("everything", "#", "hark/#"),
+            ("replies", "hark/reply/+", "hark/#"),
+            ("lights", "zigbee2mqtt/+/set", ""),
+        ];
+        for (name, filter, _) in cases {
+            folder.install(name, MODULE, &["kv", &format!("mqtt.publish:{filter}")]);
+        }
+        // Convenient admits every declared permission: only the reserved rule stands.
+        let scan = scan(&folder.config(), &sandbox::engine(), 1000);
+        for (name, _, reserved) in cases {
+            let skill = scan.skills.iter().find(|s| s.name() == name);
+            let skill = skill.unwrap_or_else(|| panic!("{name}: {:?}", scan.broken));
+            if reserved.is_empty() {
+                assert!(skill.enabled(), "{name}: {}", skill.admission.reason);
+                continue;
+            }
+            assert!(!skill.enabled(), "{name}");
+            assert_eq!(skill.admission.rule, "mqtt.reserved_topic");
+            assert!(
+                skill.admission.reason.contains(reserved),
+                "{name}: {}",
+                skill.admission.reason
+            );
+        }
     }
 
     #[test]

@@ -394,8 +394,8 @@ impl Effects {
     }
 
     /// Publishes `payload` to `topic` at QoS 1, not retained: only inside a
-    /// declared `mqtt.publish:<filter>` the gate allows, and never to the
-    /// hub's own topics or a `$` topic, whatever the grant.
+    /// declared `mqtt.publish:<filter>` the gate allows, and never to a
+    /// reserved topic (SPEC §7) or a `$` topic, whatever the grant.
     pub fn publish(
         &mut self,
         topic: String,
@@ -404,11 +404,15 @@ impl Effects {
         if topic.is_empty() || topic.contains(['+', '#', '\0']) {
             return Err(Refused::Failed(PublishError::NotATopic(topic)));
         }
-        if self.env.services.topics.is_own(&topic) || topic.starts_with('$') {
+        let prefix = self.env.services.topics.prefix();
+        if let Some(reserved) = crate::satellites::access::reserved_overlap(&topic, prefix)
+            .or_else(|| topic.starts_with('$').then(|| "$-topics".to_string()))
+        {
             let reason = format!(
-                "mqtt_publish: \"{topic}\" belongs to the hub or the broker; skills never publish there"
+                "mqtt_publish: \"{topic}\" is under {reserved}, reserved for the hub and the \
+                 broker; skills never publish there"
             );
-            return Err(self.deny("mqtt.own_topics", reason).into());
+            return Err(self.deny("mqtt.reserved_topic", reason).into());
         }
         let candidates: Vec<Permission> = self
             .skill
@@ -802,7 +806,7 @@ mod tests {
     }
 
     #[test]
-    fn a_skill_publishes_inside_its_filters_and_never_to_the_hubs_or_the_brokers_topics() {
+    fn a_skill_publishes_inside_its_filters_and_never_to_a_reserved_topic() {
         let mut t = TestEnv::new("publish", Tier::Convenient);
         let lamp = skill(Wasm, "lamp", &["mqtt.publish:home/#"]);
         let mut effects = t.effects(&lamp, "r-1");
@@ -813,9 +817,11 @@ mod tests {
             ("home/lamp", &b"on"[..], false)
         );
         for (topic, rule) in [
-            ("hark/reply/kitchen", "mqtt.own_topics"),
-            ("hark", "mqtt.own_topics"),
-            ("$SYS/broker", "mqtt.own_topics"),
+            ("hark/reply/kitchen", "mqtt.reserved_topic"),
+            ("hark", "mqtt.reserved_topic"),
+            ("$SYS/broker", "mqtt.reserved_topic"),
+            ("$share/x", "mqtt.reserved_topic"),
+            ("hermes/intent/SetTimer", "mqtt.reserved_topic"),
             ("garden/hose", "mqtt.outside_filter"),
         ] {
             assert_eq!(

@@ -34,6 +34,10 @@ impl Topics {
         }
     }
 
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The subscription that receives every satellite's intents.
     pub fn intent_filter(&self) -> String {
         format!("{}/intent/+", self.prefix)
@@ -68,11 +72,6 @@ impl Topics {
     /// Where the hub retains its newest signed checkpoint of the audit log.
     pub fn audit_checkpoint(&self) -> String {
         format!("{}/audit/checkpoint", self.prefix)
-    }
-
-    /// Is `topic` one the hub itself owns? Skills may never publish there.
-    pub fn is_own(&self, topic: &str) -> bool {
-        topic == self.prefix || topic.starts_with(&format!("{}/", self.prefix))
     }
 
     pub fn parse<'a>(&self, topic: &'a str) -> Incoming<'a> {
@@ -191,7 +190,5 @@ mod tests {
         assert_eq!(t.event("k"), "home/voice/event/k");
         assert_eq!(t.timers("k"), "home/voice/timers/k");
         assert_eq!(t.status(), "home/voice/hub/status");
-        assert!(t.is_own("home/voice/reply/k"));
-        assert!(!t.is_own("home/voicemail"));
     }
 }
