@@ -19,13 +19,22 @@ const HERMES: &str = "[hermes]\nenabled = true\n[hermes.intents]\n\
 /// Runs `scenario` against a fresh Hermes-enabled hub on `broker`, with
 /// rhasspy-hermes at hand.
 fn with_hub(name: &str, broker: BrokerKind, scenario: impl AsyncFn(&Hub, &mut Rhasspy, &mut Peer)) {
+    with_hub_config(name, broker, HERMES, scenario);
+}
+
+fn with_hub_config(
+    name: &str,
+    broker: BrokerKind,
+    tables: &str,
+    scenario: impl AsyncFn(&Hub, &mut Rhasspy, &mut Peer),
+) {
     let mut peer = Peer::start();
     let dir = TempDir::new(name);
     let hub = Hub::start_with(
         dir.path(),
         &Setup {
             broker,
-            tables: HERMES.to_string(),
+            tables: tables.to_string(),
             ..Setup::default()
         },
     );
@@ -603,6 +612,43 @@ fn a_site_id_that_cannot_be_a_satellite_id_is_refused_clearly() {
             rhasspy.publish(&topic, payload).await;
             let say = peer.read_tts_say(&rhasspy.tts_say("living room", PATIENCE).await);
             assert!(say["text"].as_str().unwrap().contains("site ID"), "{say}");
+            still_serving(rhasspy, peer).await;
+        },
+    );
+}
+
+#[test]
+fn a_site_outside_hermes_sites_is_refused_audited_and_ended() {
+    let tables = HERMES.replace(
+        "enabled = true\n",
+        "enabled = true\nsites = [\"kitchen\", \"bystander\"]\n",
+    );
+    with_hub_config(
+        "hermes-sites",
+        BrokerKind::Embedded,
+        &tables,
+        async |hub, rhasspy, peer| {
+            let end = ask(
+                rhasspy,
+                peer,
+                json!({"intent": "Stop", "input": "stop", "siteId": "garage", "sessionId": "s-garage"}),
+            )
+            .await;
+            assert!(end["text"].is_string(), "the session is ended: {end}");
+            let record = audit_of(hub, "s-garage").await;
+            assert_eq!(record["code"], "denied", "{record}");
+            let message = record["message"].as_str().unwrap();
+            assert!(
+                message.contains("\"garage\" is not in hermes.sites"),
+                "{message}"
+            );
+            let end = ask(
+                rhasspy,
+                peer,
+                json!({"intent": "Stop", "input": "stop", "siteId": "kitchen", "sessionId": "s-kitchen"}),
+            )
+            .await;
+            assert_eq!(end["text"], "There's nothing to stop.", "{end}");
             still_serving(rhasspy, peer).await;
         },
     );

@@ -86,6 +86,8 @@ struct Shared {
     confirm_filter: Vec<String>,
     max_payload: usize,
     next_id: AtomicU64,
+    /// `hermes.sites`: the siteIds served; empty, any.
+    sites: Vec<String>,
 }
 
 /// Request ids of messages outside a session start with this (there is
@@ -111,6 +113,7 @@ impl Adapter {
                 confirm_filter: config.confirm_intents(),
                 max_payload,
                 next_id: AtomicU64::new(1),
+                sites: config.sites.clone(),
             }),
         }
     }
@@ -253,6 +256,17 @@ impl MessageJob {
                 format!(
                     "{why}; Hark uses the siteId as the satellite id, so rename the site in \
                      Rhasspy's settings (1 to 64 letters, digits, '_' or '-')"
+                ),
+            );
+            return Err(self.reject(answer, intent, failure));
+        }
+        if !self.hermes.sites.is_empty() && !self.hermes.sites.contains(&nlu.site_id) {
+            let failure = Failure::new(
+                ErrorCode::Denied,
+                format!(
+                    "the site \"{}\" is not in hermes.sites; add it there to let it speak to \
+                     this hub",
+                    nlu.site_id
                 ),
             );
             return Err(self.reject(answer, intent, failure));

@@ -16,6 +16,7 @@ pub struct RawHermes {
     pub intents: BTreeMap<String, String>,
     pub confirm_yes: Option<String>,
     pub confirm_no: Option<String>,
+    pub sites: Vec<String>,
 }
 
 /// The section as the hub runs on it.
@@ -28,6 +29,9 @@ pub struct HermesConfig {
     /// `system.confirm` with `answer` yes or no (SPEC §8.1).
     pub confirm_yes: String,
     pub confirm_no: String,
+    /// The siteIds whose intents the hub serves; empty: any. A broker cannot
+    /// bind a payload's siteId to a login, so this is the only check (SPEC §7).
+    pub sites: Vec<String>,
 }
 
 impl HermesConfig {
@@ -92,11 +96,21 @@ impl RawHermes {
                 format!("\"{confirm_no}\" is also hermes.confirm_yes; yes and no need two intents"),
             ));
         }
+        for (i, site) in self.sites.iter().enumerate() {
+            crate::protocols::native::topics::check_satellite_id(site).map_err(|m| {
+                invalid(
+                    &format!("hermes.sites[{i}]"),
+                    m.replace("the satellite id in the topic", "the siteId")
+                        .replace("the satellite id", "the siteId"),
+                )
+            })?;
+        }
         Ok(HermesConfig {
             enabled: self.enabled,
             intents: self.intents,
             confirm_yes,
             confirm_no,
+            sites: self.sites,
         })
     }
 }
