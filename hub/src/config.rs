@@ -73,6 +73,7 @@ pub struct RawMqtt {
     pub max_payload: Option<usize>,
     pub username: String,
     pub password: String,
+    pub auth: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -199,6 +200,8 @@ pub struct MqttConfig {
     pub prefix: String,
     pub max_payload: usize,
     pub credentials: Option<Credentials>,
+    /// When the embedded broker asks for a login (SPEC §7).
+    pub auth: crate::satellites::gate::AuthMode,
 }
 
 impl MqttConfig {
@@ -330,6 +333,18 @@ impl RawConfig {
                         format!(
                             "\"{text}\" is a low-risk permission; grants are only for the \
                              high-risk ones (mqtt.publish, secrets.read, net.http)"
+                        ),
+                    ));
+                }
+                if let Permission::MqttPublish(filter) = &p
+                    && let Some(reserved) =
+                        crate::satellites::access::reserved_overlap(filter, &mqtt.prefix)
+                {
+                    return Err(invalid(
+                        &key,
+                        format!(
+                            "\"{text}\" can reach {reserved}, a topic the hub listens or speaks \
+                             on with authority; no skill may publish there (SPEC §7)"
                         ),
                     ));
                 }
@@ -512,11 +527,21 @@ impl RawMqtt {
                 password: self.password,
             }),
         };
+        let auth = match self.auth.as_deref() {
+            None => Default::default(),
+            Some(text) => crate::satellites::gate::AuthMode::parse(text).ok_or_else(|| {
+                invalid(
+                    "mqtt.auth",
+                    format!("\"{text}\" is not one of auto, required, off"),
+                )
+            })?,
+        };
         Ok(MqttConfig {
             broker,
             prefix,
             max_payload,
             credentials,
+            auth,
         })
     }
 }
@@ -674,10 +699,16 @@ mod tests {
             ("[mqtt]\nprefix = \"a/#\"", "mqtt.prefix"),
             ("[mqtt]\nmax_payload = 1", "mqtt.max_payload"),
             ("[mqtt]\npassword = \"p\"", "mqtt.password"),
+            ("[mqtt]\nauth = \"maybe\"", "mqtt.auth"),
             ("[skills]\ntimeout_ms = 5000", "skills.timeout_ms"),
             ("[skills]\nworkers = 0", "skills.workers"),
             ("[trust]\nkeys = [\"rsa:abc\"]", "trust.keys[0]"),
             ("[grants]\nlights = [\"kv\"]", "grants.lights"),
+            (
+                "[grants]\nsneaky = [\"mqtt.publish:hermes/#\"]",
+                "hermes/intent/#",
+            ),
+            ("[grants]\nsneaky = [\"mqtt.publish:+/reply/+\"]", "hark/#"),
             (
                 "[grants]\nlights = [\"mqtt.publish:a/#/b\"]",
                 "grants.lights",

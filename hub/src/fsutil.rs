@@ -8,6 +8,40 @@ use std::path::Path;
 /// new contents, never a mix: write a temp file, fsync it, rename it over, and
 /// fsync the directory so the rename itself is durable.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_mode(path, bytes, 0o666)
+}
+
+/// [`write_atomic`] for a secret: the file is readable and writable by its
+/// owner only (0600) from its first byte, and owned like its directory, so a
+/// file root writes with `sudo hark …` stays readable by the hub's user.
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_mode(path, bytes, 0o600)?;
+    own_like_parent(path);
+    Ok(())
+}
+
+/// When root made `path`, hands it to the owner of its directory (the state
+/// dir belongs to the `hark` user; root running the CLI must not leave files
+/// there that the hub cannot read). Anyone else's files are theirs already.
+pub fn own_like_parent(path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let Some(parent) = path.parent().and_then(|d| fs::metadata(d).ok()) else {
+        return;
+    };
+    if let Err(e) = std::os::unix::fs::chown(path, Some(parent.uid()), Some(parent.gid())) {
+        tracing::warn!(
+            "cannot hand {} to the state dir's owner: {e}",
+            path.display()
+        );
+    }
+}
+
+fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -20,7 +54,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(mode)
             .open(&tmp)?;
+        if mode & 0o077 == 0 {
+            // A temp file left by a crash keeps its old mode; a secret must not.
+            file.set_permissions(fs::Permissions::from_mode(mode))?;
+        }
         file.write_all(bytes)?;
         file.sync_data()?;
         fs::rename(&tmp, path)?;

@@ -56,6 +56,8 @@ pub enum HubError {
     Skill(#[from] crate::registry::LoadError),
     #[error(transparent)]
     Audio(#[from] crate::audio::AudioError),
+    #[error(transparent)]
+    Satellites(#[from] crate::satellites::RegistryError),
     #[cfg(feature = "embedded-broker")]
     #[error(transparent)]
     Broker(#[from] crate::broker::BrokerError),
@@ -304,8 +306,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     } = assemble(&config)?;
 
     let will = LastWill::new(topics.status(), offline_status(), QoS::AtLeastOnce, true);
-    let client_id = format!("{}-hub", config.mqtt.prefix.replace('/', "-"));
-    let (client, eventloop) = mqtt::connect(&config.mqtt, &client_id, true, Some(will));
+    let link = hub_link(&config)?;
+    let client_id = crate::satellites::admin::hub_user(&config.mqtt.prefix);
+    let (client, eventloop) = mqtt::connect(&link, &client_id, true, Some(will));
     let publisher = tokio::spawn(publish_outbox(client.clone(), outbox_rx));
     // Every protocol has its route now: each satellite's retained list of
     // timers is made current (timers may have come due while the hub was down).
@@ -354,6 +357,25 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let _ = tokio::task::spawn_blocking(move || timers.flush(Duration::from_secs(2))).await;
     tracing::info!("hark stopped");
     Ok(())
+}
+
+/// The broker settings of the hub's own link: the config's, with the hub's
+/// login (SPEC §7) when `mqtt.username` is empty. The embedded broker always
+/// knows that login, so its secret is made on first need; an external broker
+/// knows it once `hark satellite acl --mosquitto` wrote it there.
+fn hub_link(config: &Config) -> Result<crate::config::MqttConfig, HubError> {
+    use crate::satellites::admin;
+    let mut link = config.mqtt.clone();
+    if link.credentials.is_none() && matches!(link.broker, Broker::Embedded { .. }) {
+        admin::read_or_create(&config.state_dir)?;
+    }
+    link.credentials = admin::login(
+        link.credentials.as_ref(),
+        &config.state_dir,
+        &link.prefix,
+        true,
+    );
+    Ok(link)
 }
 
 #[cfg(feature = "embedded-broker")]

@@ -65,6 +65,7 @@ pub mod protocols;
 pub mod registry;
 mod request;
 pub mod sandbox;
+pub mod satellites;
 pub mod signing;
 mod systemd;
 pub mod timers;

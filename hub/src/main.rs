@@ -58,6 +58,11 @@ enum Command {
         #[arg(long, default_value_t = 5.0)]
         timeout: f64,
     },
+    /// Register the satellites that may talk to the hub, each with its own login
+    Satellite {
+        #[command(subcommand)]
+        command: SatelliteCommand,
+    },
     /// Audit log tools
     Audit {
         #[command(subcommand)]
@@ -125,6 +130,44 @@ enum SkillCommand {
         /// Public key (ed25519:... or a .pub file); default: trust.keys of the config
         #[arg(long)]
         key: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SatelliteCommand {
+    /// Register a satellite; prints its password (once) and its MQTT settings
+    Add {
+        /// Satellite id = its MQTT username (1-64 of A-Z a-z 0-9 _ -)
+        id: String,
+        /// The room it is in
+        #[arg(long)]
+        area: Option<String>,
+        /// Print {"id", "password", "username", "broker", "topics"} for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the registered satellites
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a satellite; the embedded broker disconnects it at once
+    Remove { id: String },
+    /// Give a satellite a new password; the old one stops working at once
+    Rotate {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print (or write to --dir as passwd and acl) a mosquitto password file and pattern ACL
+    /// that bind each satellite to its own topics
+    Acl {
+        /// mosquitto's formats (the only ones so far)
+        #[arg(long, required = true)]
+        mosquitto: bool,
+        /// Write <DIR>/passwd and <DIR>/acl instead of printing them
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -276,8 +319,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("--timeout must be a positive number of seconds");
             }
             let timeout = Duration::from_secs_f64(timeout);
+            let mqtt = hark_hub::satellites::admin::cli_mqtt(&config);
             let reply =
-                runtime()?.block_on(cli::send::send(&config.mqtt, &sat, &intent, args, timeout))?;
+                runtime()?.block_on(cli::send::send(&mqtt, &sat, &intent, args, timeout))?;
             println!("{}", serde_json::to_string_pretty(&reply)?);
             Ok(if reply.status == hark_skill_sdk::Status::Ok {
                 ExitCode::SUCCESS
@@ -298,6 +342,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Skill { command } => skill_command(command, cli.config.as_deref()),
+        Command::Satellite { command } => {
+            use hark_hub::cli::satellite;
+            let (config, _) = cli::load_config(cli.config.as_deref())?;
+            let text = match command {
+                SatelliteCommand::Add { id, area, json } => {
+                    satellite::add(&config, &id, area.as_deref(), json)?
+                }
+                SatelliteCommand::List { json } => satellite::list(&config, json)?,
+                SatelliteCommand::Remove { id } => satellite::remove(&config, &id)?,
+                SatelliteCommand::Rotate { id, json } => satellite::rotate(&config, &id, json)?,
+                SatelliteCommand::Acl { mosquitto: _, dir } => {
+                    satellite::acl(&config, dir.as_deref())?
+                }
+            };
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Doctor => {
             let (config, file) = cli::load_config(cli.config.as_deref())?;
             let checks = cli::doctor::run(&config, file.as_deref());

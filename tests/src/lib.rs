@@ -89,12 +89,18 @@ impl Mosquitto {
 
     /// A mosquitto on `port` (e.g. to restart one where it was).
     pub fn start_on(port: u16) -> Mosquitto {
+        Mosquitto::start_with(port, "allow_anonymous true\n")
+    }
+
+    /// A mosquitto on `port` with `auth` as its access lines (e.g. what
+    /// `hark satellite acl --mosquitto` prints).
+    pub fn start_with(port: u16, auth: &str) -> Mosquitto {
         let dir = TempDir::new("mosquitto");
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n\
+                "listener {port} 127.0.0.1\n{auth}set_tcp_nodelay true\n\
                  persistence false\nmax_queued_messages 10000\n"
             ),
         )
@@ -116,6 +122,12 @@ impl Mosquitto {
 
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// SIGHUP: mosquitto reads its password and ACL files again.
+    pub fn reload(&self) {
+        // SAFETY: kill only sends a signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGHUP) };
     }
 }
 
@@ -373,6 +385,36 @@ pub fn wait_online(port: u16, prefix: &str) -> Value {
     })
 }
 
+/// The CONNACK a client gets for this login and client id: `Ok` if the
+/// broker accepted it, else the refusal's code, as words.
+pub async fn try_login(
+    port: u16,
+    client_id: &str,
+    login: Option<(&str, &str)>,
+) -> Result<(), String> {
+    let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
+    if let Some((username, password)) = login {
+        options.set_credentials(username, password);
+    }
+    let (_client, mut eventloop) = AsyncClient::new(options, 4);
+    let answer = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    return match ack.code {
+                        rumqttc::ConnectReturnCode::Success => Ok(()),
+                        code => Err(format!("{code:?}")),
+                    };
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    })
+    .await;
+    answer.unwrap_or_else(|_| panic!("no CONNACK within {PATIENCE:?}"))
+}
+
 /// The `hark` binary running as a separate process, as a user runs it.
 #[derive(Debug)]
 pub struct HubProcess {
@@ -503,6 +545,16 @@ impl Satellite {
 
     /// Connects without subscribing to anything.
     pub async fn connect_as(port: u16, prefix: &str, name: &str) -> Satellite {
+        Satellite::connect_with(port, prefix, name, None).await
+    }
+
+    /// Connects with `login` (username, password), without subscribing.
+    pub async fn connect_with(
+        port: u16,
+        prefix: &str,
+        name: &str,
+        login: Option<(&str, &str)>,
+    ) -> Satellite {
         static N: AtomicU64 = AtomicU64::new(0);
         let client_id = format!(
             "test-{name}-{}-{}",
@@ -510,6 +562,9 @@ impl Satellite {
             N.fetch_add(1, Ordering::Relaxed)
         );
         let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
+        if let Some((username, password)) = login {
+            options.set_credentials(username, password);
+        }
         options.set_keep_alive(Duration::from_secs(30));
         options.set_max_packet_size(64 * 1024 * 1024, 64 * 1024 * 1024);
         let (client, mut eventloop) = AsyncClient::new(options, 64);
@@ -564,6 +619,14 @@ impl Satellite {
     pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
         self.client
             .publish(topic, QoS::AtLeastOnce, false, payload.into())
+            .await
+            .unwrap();
+    }
+
+    /// Publishes `body` retained on `topic`.
+    pub async fn publish_retained(&self, topic: &str, body: Value) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, true, body.to_string())
             .await
             .unwrap();
     }

@@ -163,9 +163,14 @@ fn broker(config: &Config) -> Check {
             );
         }
     };
-    let credentials = config
-        .mqtt
-        .credentials
+    // The hub's own login: the configured one, else the admin secret's.
+    let login = crate::satellites::admin::login(
+        config.mqtt.credentials.as_ref(),
+        &config.state_dir,
+        &config.mqtt.prefix,
+        true,
+    );
+    let credentials = login
         .as_ref()
         .map(|c| (c.username.as_str(), c.password.as_str()));
     let embedded = matches!(config.mqtt.broker, Broker::Embedded { .. });
@@ -176,7 +181,7 @@ fn broker(config: &Config) -> Check {
             format!(
                 "{addr} answers MQTT{}{}",
                 if credentials.is_some() {
-                    " and takes the configured credentials"
+                    " and takes the hub's login"
                 } else {
                     ""
                 },
@@ -191,9 +196,10 @@ fn broker(config: &Config) -> Check {
             "broker",
             Verdict::Fail,
             format!(
-                "{addr} refuses {}: set mqtt.username and mqtt.password to an account it accepts",
+                "{addr} refuses {}: set mqtt.username and mqtt.password to an account it \
+                 accepts, or give mosquitto the hub's login (hark satellite acl --mosquitto)",
                 if credentials.is_some() {
-                    "the configured credentials"
+                    "the hub's login"
                 } else {
                     "clients without credentials"
                 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{Config, ConfigError};
 
 pub mod doctor;
+pub mod satellite;
 pub mod send;
 pub mod skill;
 

@@ -1,0 +1,113 @@
+//! `hark satellite acl --mosquitto`: a mosquitto `password_file` and
+//! `acl_file` that enforce SPEC §7's table on an external mosquitto.
+//!
+//! The password file holds mosquitto's own `$7$` hashes (PBKDF2-SHA512, a
+//! 12-byte salt), which the registry keeps beside each Argon2id hash because
+//! neither can be made from the other. The ACL is written with patterns, so
+//! one block serves every satellite: `%u` is the login, which is the
+//! satellite id.
+
+use std::fmt::Write;
+
+use super::{Registry, RegistryError, password};
+
+/// PBKDF2 rounds for mosquitto's hashes. mosquitto's own tool uses 101;
+/// mosquitto checks a login on its single thread, and the passwords the
+/// registry makes are 192 random bits, which no number of rounds protects
+/// better than their length does.
+const ROUNDS: u32 = 10_000;
+
+/// mosquitto's `$7$<rounds>$<salt>$<hash>` of `secret`, with a fresh salt.
+pub fn hash(secret: &str) -> Result<String, RegistryError> {
+    hash_with(secret, &password::random::<12>()?, ROUNDS)
+}
+
+fn hash_with(secret: &str, salt: &[u8], rounds: u32) -> Result<String, RegistryError> {
+    use ct_codecs::{Base64, Encoder};
+    let mut out = [0u8; 64];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha512>(secret.as_bytes(), salt, rounds, &mut out);
+    let b64 =
+        |b: &[u8]| Base64::encode_to_string(b).map_err(|e| RegistryError::Random(e.to_string()));
+    Ok(format!("$7${rounds}${}${}", b64(salt)?, b64(&out)?))
+}
+
+/// The logins besides the satellites: the hub's own and the local CLI's,
+/// both with the admin secret.
+#[derive(Debug)]
+pub struct HubLogins<'a> {
+    pub prefix: &'a str,
+    pub admin_secret: &'a str,
+}
+
+/// The `password_file`: the hub, the CLI, then every satellite.
+pub fn password_file(registry: &Registry, hub: &HubLogins<'_>) -> Result<String, RegistryError> {
+    let mut text = String::from("# Written by `hark satellite acl --mosquitto`; do not edit.\n");
+    let admin_hash = hash(hub.admin_secret)?;
+    let _ = writeln!(text, "{}:{admin_hash}", super::admin::hub_user(hub.prefix));
+    let _ = writeln!(text, "{}:{admin_hash}", super::admin::cli_user(hub.prefix));
+    for satellite in registry.iter() {
+        let _ = writeln!(text, "{}:{}", satellite.id, satellite.mosquitto);
+    }
+    Ok(text)
+}
+
+/// The `acl_file`, the table of SPEC §7 in mosquitto's words.
+pub fn acl_file(prefix: &str) -> String {
+    let hub = super::admin::hub_user(prefix);
+    let cli = super::admin::cli_user(prefix);
+    format!(
+        "# Written by `hark satellite acl --mosquitto`: SPEC §7's table.\n\
+         # The hub: everything under {prefix}/, and the Hermes topics it answers on.\n\
+         user {hub}\n\
+         topic readwrite {prefix}/#\n\
+         topic readwrite hermes/#\n\
+         \n\
+         # The local CLI (`hark send`): speaks as any satellite, reads what the hub says.\n\
+         user {cli}\n\
+         topic write {prefix}/intent/+\n\
+         topic read {prefix}/reply/+\n\
+         topic read {prefix}/event/+\n\
+         topic read {prefix}/timers/+\n\
+         topic read {prefix}/hub/#\n\
+         topic read {prefix}/audit/#\n\
+         \n\
+         # Every satellite: its login is its id, bound to its own topics.\n\
+         pattern write {prefix}/intent/%u\n\
+         pattern read {prefix}/reply/%u\n\
+         pattern read {prefix}/event/%u\n\
+         pattern read {prefix}/timers/%u\n\
+         pattern read {prefix}/hub/status\n"
+    )
+}
+
+/// The lines of `mosquitto.conf` that use the two files.
+pub fn conf_lines(passwd: &str, acl: &str) -> String {
+    format!("allow_anonymous false\npassword_file {passwd}\nacl_file {acl}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_match_what_mosquitto_passwd_writes() {
+        // `mosquitto_passwd -c -b pw kitchen secret` (mosquitto 2.0.11) wrote:
+        let salt = b"\xfe\x61\xe3\xc1\x35\x0b\x95\x47\xe4\xb5\xf5\xce";
+        assert_eq!(
+            hash_with("secret", salt, 101).unwrap(),
+            "$7$101$/mHjwTULlUfktfXO$gIJTh6tjYMq9ItjzIwZaDBxGLbpyYKigPtf257Eik3DMHPJqn9H7PIZbC9SL\
+             5gF685jnzRcN7IoHbYP4mff8Mw=="
+        );
+    }
+
+    #[test]
+    fn the_acl_binds_each_login_to_its_own_topics() {
+        let acl = acl_file("home");
+        assert!(acl.contains("user home-hub\ntopic readwrite home/#"));
+        assert!(acl.contains("pattern write home/intent/%u\n"));
+        assert!(
+            !acl.contains("pattern write home/reply"),
+            "no satellite writes a reply"
+        );
+    }
+}

@@ -1,0 +1,207 @@
+//! Satellites bound to their own topics (SPEC §7), attacked as issue 12
+//! lists: a registered satellite speaks and hears only for itself, forged
+//! replies and status go nowhere, bad logins are refused at CONNECT, and a
+//! removed satellite is shut out without restarting the hub. Against a real
+//! mosquitto configured with the files `hark satellite acl --mosquitto`
+//! writes, and a real hub process logging in with its own login.
+
+use std::path::Path;
+use std::time::Duration;
+
+use hark_tests::{
+    HubProcess, Mosquitto, PATIENCE, Satellite, TempDir, audit_records, free_port, run_hark, text,
+    try_login,
+};
+use serde_json::{Value, json};
+
+/// `hark satellite add <id> --json` in `dir`: the satellite's password.
+fn add(dir: &Path, id: &str) -> String {
+    let out = run_hark(
+        dir,
+        &["--config", "hark.toml", "satellite", "add", id, "--json"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let settings: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(settings["username"], id);
+    assert_eq!(settings["topics"]["publish"], format!("hark/intent/{id}"));
+    settings["password"].as_str().unwrap().to_string()
+}
+
+/// Writes the ACL files into `dir/mosquitto` and returns mosquitto's lines that use them.
+fn acl(dir: &Path) -> String {
+    let out = run_hark(
+        dir,
+        &[
+            "--config",
+            "hark.toml",
+            "satellite",
+            "acl",
+            "--mosquitto",
+            "--dir",
+            "mosquitto",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    let lines: String = said
+        .lines()
+        .filter(|l| {
+            ["allow_anonymous", "password_file", "acl_file"]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(lines.lines().count(), 3, "three lines of config: {said}");
+    // The paths printed are relative to `dir`, where the CLI ran.
+    lines
+        .replace(
+            "password_file mosquitto/",
+            &format!("password_file {}/mosquitto/", dir.display()),
+        )
+        .replace(
+            "acl_file mosquitto/",
+            &format!("acl_file {}/mosquitto/", dir.display()),
+        )
+}
+
+/// Waits until the hub's retained status says online, read as `sat` may read it.
+async fn online(sat: &mut Satellite) -> Value {
+    sat.subscribe("hark/hub/status").await;
+    sat.wait_for(PATIENCE, |topic, body| {
+        topic == "hark/hub/status" && body["online"] == true
+    })
+    .await
+    .expect("the hub comes online")
+}
+
+#[test]
+fn on_mosquitto_with_the_generated_acl_each_satellite_is_bound_to_its_own_topics() {
+    let dir = TempDir::new("sat-mosquitto");
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("hark.toml"),
+        format!(
+            "state_dir = \"{}\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\n[audio]\nbackend = \"null\"\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let kitchen_pw = add(dir.path(), "kitchen");
+    let hall_pw = add(dir.path(), "hall");
+    let auth = acl(dir.path());
+    let mosquitto = Mosquitto::start_with(port, &auth);
+    let hub = HubProcess::spawn(dir.path(), &dir.path().join("hark.toml"));
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // Refused at CONNECT: a wrong password, an unknown id, no login.
+        for (who, login) in [
+            ("wrong password", Some(("kitchen", "not-the-password"))),
+            ("unknown id", Some(("attic", kitchen_pw.as_str()))),
+            ("another's password", Some(("hall", kitchen_pw.as_str()))),
+            ("anonymous", None),
+        ] {
+            assert!(
+                try_login(port, "intruder", login).await.is_err(),
+                "{who} is refused"
+            );
+        }
+
+        let mut kitchen =
+            Satellite::connect_with(port, "hark", "kitchen", Some(("kitchen", &kitchen_pw))).await;
+        online(&mut kitchen).await;
+        kitchen.subscribe("hark/reply/kitchen").await;
+        let reply = kitchen.request("system.cancel", json!({})).await;
+        assert_eq!(reply["status"], "ok", "{reply}");
+
+        let mut hall =
+            Satellite::connect_with(port, "hark", "hall", Some(("hall", &hall_pw))).await;
+        hall.subscribe("hark/reply/hall").await;
+        hall.subscribe("hark/event/hall").await;
+
+        // kitchen listens where it should not, and speaks for hall.
+        kitchen.subscribe("hark/reply/hall").await;
+        kitchen.subscribe("hark/#").await;
+        kitchen
+            .publish(
+                "hark/intent/hall",
+                json!({"id": "forged", "intent": "timer.cancel", "args": {}}).to_string(),
+            )
+            .await;
+        kitchen
+            .publish(
+                "hark/reply/hall",
+                json!({"id": "fake-reply", "status": "ok"}).to_string(),
+            )
+            .await;
+        kitchen
+            .publish_retained("hark/hub/status", json!({"online": false, "forged": true}))
+            .await;
+
+        // hall's own request is answered; it never sees the forged ones.
+        let reply = hall.request("system.cancel", json!({})).await;
+        assert_eq!(reply["status"], "ok", "{reply}");
+        // A round trip of kitchen's after hall's: anything hall's would have arrived by now.
+        let reply = kitchen.request("system.cancel", json!({})).await;
+        assert_eq!(reply["status"], "ok", "{reply}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for (topic, body) in hall.drain() {
+            assert!(
+                body["id"] != "forged" && body["id"] != "fake-reply",
+                "hall got {topic} {body}"
+            );
+        }
+        for (topic, body) in kitchen.drain() {
+            assert!(
+                !topic.ends_with("/hall"),
+                "kitchen heard hall's {topic}: {body}"
+            );
+        }
+        // The status anyone reads is still the hub's.
+        let mut watcher =
+            Satellite::connect_with(port, "hark", "hall", Some(("hall", &hall_pw))).await;
+        let status = online(&mut watcher).await;
+        assert!(status.get("forged").is_none(), "{status}");
+
+        // No client but the hub gets the hub's intents, whatever client id it takes.
+        let err = try_login(port, "hark-hub", Some(("hark-hub", "guess"))).await;
+        assert!(err.is_err(), "the hub's login needs the admin secret");
+
+        // Removed: refused at once after the files are written again and mosquitto reloads.
+        let out = run_hark(
+            dir.path(),
+            &["--config", "hark.toml", "satellite", "remove", "hall"],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        acl(dir.path());
+        mosquitto.reload();
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while try_login(port, "hall-again", Some(("hall", &hall_pw)))
+            .await
+            .is_ok()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "hall still logs in after removal"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    drop(rt);
+
+    let audit = audit_records(&dir.path().join("state/audit.jsonl"));
+    assert!(
+        !audit.iter().any(|r| r["request_id"] == "forged"),
+        "no record of the forged request"
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|r| r["satellite"] == "hall" && r["status"] == "ok")
+    );
+    hub.terminate();
+}
