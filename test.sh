@@ -21,8 +21,9 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 say "system packages"
 # mosquitto: a real broker for the integration tests; libasound2-dev and
 # pkg-config: cpal's ALSA backend; python3-venv: the real rhasspy-hermes and
-# wyoming libraries the Hermes and Wyoming tests talk to.
-packages=(mosquitto libasound2-dev pkg-config python3-venv)
+# wyoming libraries the Hermes and Wyoming tests talk to; openssl: the CA and
+# certificates the TLS tests make.
+packages=(mosquitto libasound2-dev pkg-config python3-venv openssl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

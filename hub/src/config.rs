@@ -74,6 +74,9 @@ pub struct RawMqtt {
     pub username: String,
     pub password: String,
     pub auth: Option<String>,
+    pub ca_file: String,
+    pub client_cert: String,
+    pub client_key: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -175,8 +178,8 @@ impl RawConfirm {
 pub enum Broker {
     /// Start rumqttd in-process, listening here.
     Embedded { listen: SocketAddr },
-    /// Connect to this broker.
-    External { host: String, port: u16 },
+    /// Connect to this broker; `tls` for `mqtts://`.
+    External { host: String, port: u16, tls: bool },
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -202,13 +205,15 @@ pub struct MqttConfig {
     pub credentials: Option<Credentials>,
     /// When the embedded broker asks for a login (SPEC §7).
     pub auth: crate::satellites::gate::AuthMode,
+    /// For `mqtts://`: whom to trust, and the client certificate if any.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl MqttConfig {
     /// Host and port a client on this machine uses to reach the broker.
     pub fn client_target(&self) -> (String, u16) {
         match &self.broker {
-            Broker::External { host, port } => (host.clone(), *port),
+            Broker::External { host, port, .. } => (host.clone(), *port),
             Broker::Embedded { listen } => {
                 let ip = if listen.ip().is_unspecified() {
                     "127.0.0.1".to_string()
@@ -488,9 +493,11 @@ impl RawMqtt {
             })?;
             Broker::Embedded { listen }
         } else {
-            let (host, port) = parse_broker_url(&self.url).map_err(|m| invalid("mqtt.url", m))?;
-            Broker::External { host, port }
+            let (host, port, tls) =
+                parse_broker_url(&self.url).map_err(|m| invalid("mqtt.url", m))?;
+            Broker::External { host, port, tls }
         };
+        let tls = self.tls(&broker)?;
         let prefix = self.prefix.unwrap_or_else(|| "hark".to_string());
         if prefix.is_empty()
             || prefix.len() > 64
@@ -542,7 +549,53 @@ impl RawMqtt {
             max_payload,
             credentials,
             auth,
+            tls,
         })
+    }
+
+    /// The TLS settings of an `mqtts://` url; the keys that need one are
+    /// an error without it.
+    fn tls(
+        &self,
+        broker: &Broker,
+    ) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, ConfigError> {
+        let path = |text: &str| (!text.is_empty()).then(|| PathBuf::from(text));
+        let (ca_file, cert, key) = (
+            path(&self.ca_file),
+            path(&self.client_cert),
+            path(&self.client_key),
+        );
+        if !matches!(broker, Broker::External { tls: true, .. }) {
+            for (name, set) in [
+                ("mqtt.ca_file", &ca_file),
+                ("mqtt.client_cert", &cert),
+                ("mqtt.client_key", &key),
+            ] {
+                if set.is_some() {
+                    return Err(invalid(name, "is set but mqtt.url is not mqtts://"));
+                }
+            }
+            return Ok(None);
+        }
+        let client = match (&cert, &key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+            (Some(_), None) => {
+                return Err(invalid(
+                    "mqtt.client_key",
+                    "is needed with mqtt.client_cert",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "mqtt.client_cert",
+                    "is needed with mqtt.client_key",
+                ));
+            }
+        };
+        crate::mqtt::tls::client_config(ca_file.as_deref(), client)
+            .map(Some)
+            .map_err(|(key, message)| invalid(key, message))
     }
 }
 
@@ -584,21 +637,21 @@ impl RawSkills {
 }
 
 /// `mqtt://host:port`, `tcp://host:port` or `host:port` (port defaults to 1883).
-pub fn parse_broker_url(url: &str) -> Result<(String, u16), String> {
-    let rest = if let Some(rest) = url
+pub fn parse_broker_url(url: &str) -> Result<(String, u16, bool), String> {
+    let (rest, tls) = if let Some(rest) = url
         .strip_prefix("mqtt://")
         .or_else(|| url.strip_prefix("tcp://"))
     {
-        rest
-    } else if url.starts_with("mqtts://") || url.starts_with("ssl://") {
-        return Err(format!(
-            "\"{url}\": TLS is not supported by this build; use mqtt://, or a local \
-             TLS-terminating broker"
-        ));
+        (rest, false)
+    } else if let Some(rest) = url
+        .strip_prefix("mqtts://")
+        .or_else(|| url.strip_prefix("ssl://"))
+    {
+        (rest, true)
     } else if url.contains("://") {
-        return Err(format!("\"{url}\": the scheme must be mqtt://"));
+        return Err(format!("\"{url}\": the scheme must be mqtt:// or mqtts://"));
     } else {
-        url
+        (url, false)
     };
     let rest = rest.trim_end_matches('/');
     let (host, port) = match rest.rsplit_once(':') {
@@ -608,7 +661,7 @@ pub fn parse_broker_url(url: &str) -> Result<(String, u16), String> {
                 .map_err(|_| format!("\"{url}\": \"{port}\" is not a port number"))?;
             (host, port)
         }
-        _ => (rest, 1883),
+        _ => (rest, if tls { 8883 } else { 1883 }),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() || host.contains(['/', '@', ' ']) {
@@ -619,7 +672,7 @@ pub fn parse_broker_url(url: &str) -> Result<(String, u16), String> {
     if port == 0 {
         return Err(format!("\"{url}\": port 0 is not a broker port"));
     }
-    Ok((host.to_string(), port))
+    Ok((host.to_string(), port, tls))
 }
 
 /// `ed25519:<base64 of 32 bytes>`.
@@ -751,24 +804,28 @@ mod tests {
     fn broker_urls_parse() {
         assert_eq!(
             parse_broker_url("mqtt://broker.lan:1884").unwrap(),
-            ("broker.lan".into(), 1884)
+            ("broker.lan".into(), 1884, false)
         );
         assert_eq!(
             parse_broker_url("broker.lan").unwrap(),
-            ("broker.lan".into(), 1883)
+            ("broker.lan".into(), 1883, false)
         );
         assert_eq!(
             parse_broker_url("tcp://10.0.0.2:1883/").unwrap(),
-            ("10.0.0.2".into(), 1883)
+            ("10.0.0.2".into(), 1883, false)
         );
         assert_eq!(
             parse_broker_url("mqtt://[::1]:1883").unwrap(),
-            ("::1".into(), 1883)
+            ("::1".into(), 1883, false)
+        );
+        assert_eq!(
+            parse_broker_url("mqtts://broker").unwrap(),
+            ("broker".into(), 8883, true)
         );
         assert!(
-            parse_broker_url("mqtts://broker:8883")
+            parse_broker_url("ws://broker")
                 .unwrap_err()
-                .contains("TLS")
+                .contains("mqtts://")
         );
         assert!(parse_broker_url("mqtt://:1883").is_err());
         assert!(parse_broker_url("mqtt://host:99999").is_err());
@@ -785,7 +842,8 @@ mod tests {
             c.mqtt.broker,
             Broker::External {
                 host: "b".into(),
-                port: 1883
+                port: 1883,
+                tls: false
             }
         );
         let creds = c.mqtt.credentials.unwrap();

@@ -147,8 +147,72 @@ fn user_id(name: &str) -> Option<u32> {
         })
 }
 
+/// A TLS broker (`mqtts://`): a real connect through the hub's own client,
+/// certificate check and login included.
+fn broker_tls(config: &Config) -> Check {
+    use rumqttc::{ConnectReturnCode, Event, Packet};
+    let mut link = config.mqtt.clone();
+    link.credentials = crate::satellites::admin::login(
+        link.credentials.as_ref(),
+        &config.state_dir,
+        &link.prefix,
+        true,
+    );
+    let (host, port) = link.client_target();
+    let attempt = async {
+        let (_client, mut eventloop) = crate::mqtt::connect(
+            &link,
+            &format!("hark-doctor-{}", std::process::id()),
+            false,
+            None,
+        );
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => return Ok(ack.code),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    };
+    let outcome = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(5), attempt)
+                    .await
+                    .unwrap_or_else(|_| Err("no answer within 5 s".into()))
+            })
+        });
+    match outcome {
+        Ok(ConnectReturnCode::Success) => check(
+            "broker",
+            Verdict::Ok,
+            format!(
+                "{host}:{port} answers MQTT over TLS with a trusted certificate and takes the hub's login"
+            ),
+        ),
+        Ok(code) => check(
+            "broker",
+            Verdict::Fail,
+            format!(
+                "{host}:{port} refuses the hub's login over TLS ({code:?}): set mqtt.username and mqtt.password, or give mosquitto the hub's login (hark satellite acl --mosquitto)"
+            ),
+        ),
+        Err(e) => check(
+            "broker",
+            Verdict::Fail,
+            format!("cannot reach {host}:{port} over TLS: {e}"),
+        ),
+    }
+}
+
 /// The broker answers MQTT, and takes the configured credentials.
 fn broker(config: &Config) -> Check {
+    if config.mqtt.tls.is_some() {
+        return broker_tls(config);
+    }
     let (host, port) = config.mqtt.client_target();
     let addr = match (host.as_str(), port)
         .to_socket_addrs()

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 pub mod probe;
+pub mod tls;
 
 use rumqttc::{AsyncClient, EventLoop, LastWill, MqttOptions};
 
@@ -55,6 +56,11 @@ pub fn connect(
         .set_inflight(100);
     if let Some(creds) = &config.credentials {
         options.set_credentials(creds.username.clone(), creds.password.clone());
+    }
+    if let Some(tls) = &config.tls {
+        options.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(tls.clone()),
+        ));
     }
     if let Some(will) = last_will {
         options.set_last_will(will);
