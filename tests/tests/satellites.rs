@@ -90,6 +90,19 @@ fn on_mosquitto_with_the_generated_acl_each_satellite_is_bound_to_its_own_topics
     let kitchen_pw = add(dir.path(), "kitchen");
     let hall_pw = add(dir.path(), "hall");
     let auth = acl(dir.path());
+    // The household's own client, added beside Hark's part of both files.
+    let passwd = dir.path().join("mosquitto/passwd");
+    let added = std::process::Command::new("mosquitto_passwd")
+        .arg("-b")
+        .arg(&passwd)
+        .args(["homeassistant", "ha-secret"])
+        .output()
+        .expect("mosquitto_passwd (package mosquitto; ./test.sh installs it)");
+    assert!(added.status.success(), "{}", text(&added.stderr));
+    let acl_path = dir.path().join("mosquitto/acl");
+    let mut rules = std::fs::read_to_string(&acl_path).unwrap();
+    rules.push_str("user homeassistant\ntopic read hark/hub/status\n");
+    std::fs::write(&acl_path, rules).unwrap();
     let mosquitto = Mosquitto::start_with(port, &auth);
     let hub = HubProcess::spawn(dir.path(), &dir.path().join("hark.toml"));
 
@@ -190,6 +203,15 @@ fn on_mosquitto_with_the_generated_acl_each_satellite_is_bound_to_its_own_topics
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // What the household added survived the rewrite.
+        try_login(port, "ha", Some(("homeassistant", "ha-secret")))
+            .await
+            .unwrap();
+        let rules = std::fs::read_to_string(&acl_path).unwrap();
+        assert!(
+            rules.ends_with("user homeassistant\ntopic read hark/hub/status\n"),
+            "{rules}"
+        );
     });
     drop(rt);
 

@@ -88,9 +88,15 @@ fn the_hub_and_hark_send_talk_to_mosquitto_over_tls_and_trust_only_their_ca() {
             .to_string()
     };
     let good = broker_line("hark.toml");
-    assert!(good.contains("over TLS with a trusted certificate"), "{good}");
+    assert!(
+        good.contains("over TLS with a trusted certificate"),
+        "{good}"
+    );
     let bad = broker_line("wary.toml");
-    assert!(bad.contains("cannot reach") && bad.to_lowercase().contains("certificate"), "{bad}");
+    assert!(
+        bad.contains("cannot reach") && bad.to_lowercase().contains("certificate"),
+        "{bad}"
+    );
     hub.terminate();
 }
 

@@ -168,6 +168,14 @@ pub fn acl(config: &Config, dir: Option<&Path>) -> Result<String, RegistryError>
             "# ---- password_file ----\n{passwd}\n# ---- acl_file ----\n{acl}"
         ));
     };
+    let read = |name: &str| -> Result<Option<String>, RegistryError> {
+        let path = dir.join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(RegistryError::Read { path, source }),
+        }
+    };
     let write = |name: &str, text: &str| -> Result<std::path::PathBuf, RegistryError> {
         use std::os::unix::fs::PermissionsExt;
         let path = dir.join(name);
@@ -181,8 +189,20 @@ pub fn acl(config: &Config, dir: Option<&Path>) -> Result<String, RegistryError>
         give_to_mosquitto(&path);
         Ok(path)
     };
-    let passwd_path = write("passwd", &passwd)?;
-    let acl_path = write("acl", &acl)?;
+    let (old_passwd, old_acl) = (read("passwd")?, read("acl")?);
+    let logins: Vec<&str> = passwd
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(user, _)| user)
+        .collect();
+    let passwd_path = write(
+        "passwd",
+        &mosquitto::merge_passwd(old_passwd.as_deref(), &passwd, old_acl.as_deref()),
+    )?;
+    let acl_path = write(
+        "acl",
+        &mosquitto::merge_acl(old_acl.as_deref(), &acl, &logins),
+    )?;
     Ok(format!(
         "wrote {} and {}.\nAdd these lines to mosquitto's config (e.g. a file in \
          /etc/mosquitto/conf.d/), under the listener the satellites use, then reload mosquitto:\n\n{}\n\

@@ -41,7 +41,7 @@ pub struct HubLogins<'a> {
 
 /// The `password_file`: the hub, the CLI, then every satellite.
 pub fn password_file(registry: &Registry, hub: &HubLogins<'_>) -> Result<String, RegistryError> {
-    let mut text = String::from("# Written by `hark satellite acl --mosquitto`; do not edit.\n");
+    let mut text = String::new();
     let admin_hash = hash(hub.admin_secret)?;
     let _ = writeln!(text, "{}:{admin_hash}", super::admin::hub_user(hub.prefix));
     let _ = writeln!(text, "{}:{admin_hash}", super::admin::cli_user(hub.prefix));
@@ -56,8 +56,7 @@ pub fn acl_file(prefix: &str) -> String {
     let hub = super::admin::hub_user(prefix);
     let cli = super::admin::cli_user(prefix);
     format!(
-        "# Written by `hark satellite acl --mosquitto`: SPEC §7's table.\n\
-         # The hub: everything under {prefix}/, and the Hermes topics it answers on.\n\
+        "# SPEC §7's table. The hub: everything under {prefix}/, and the Hermes topics it answers on.\n\
          user {hub}\n\
          topic readwrite {prefix}/#\n\
          topic readwrite hermes/#\n\
@@ -80,6 +79,66 @@ pub fn acl_file(prefix: &str) -> String {
     )
 }
 
+const BEGIN: &str =
+    "# ---- begin: written by `hark satellite acl --mosquitto`; edits here are lost ----\n";
+const END: &str = "# ---- end of Hark's part: your own rules may follow ----\n";
+/// The line of Hark's part of the ACL that names the logins Hark wrote into
+/// the password file (which cannot hold comments: mosquitto_passwd refuses them).
+const LOGINS: &str = "# logins:";
+
+/// The usernames Hark wrote, as an earlier ACL from [`merge_acl`] lists them.
+fn logins_in(acl: &str) -> Vec<&str> {
+    acl.lines()
+        .find_map(|l| l.strip_prefix(LOGINS))
+        .map(|names| names.split_whitespace().collect())
+        .unwrap_or_default()
+}
+
+/// The ACL: `existing` (perhaps with the household's own rules after Hark's
+/// part) with Hark's part replaced by `ours`, which names `logins`.
+pub fn merge_acl(existing: Option<&str>, ours: &str, logins: &[&str]) -> String {
+    let block = format!("{BEGIN}{LOGINS} {}\n{ours}{END}", logins.join(" "));
+    let Some(existing) = existing else {
+        return block;
+    };
+    match (existing.find(BEGIN), existing.find(END)) {
+        (Some(start), Some(end)) if start < end => {
+            format!(
+                "{}{block}{}",
+                &existing[..start],
+                &existing[end + END.len()..]
+            )
+        }
+        _ => format!("{block}{existing}"),
+    }
+}
+
+/// The password file: Hark's logins (`ours`), then every line of
+/// `existing` whose user is not Hark's now and was not Hark's before (as
+/// `old_acl` says): Home Assistant's or Zigbee2MQTT's login survives a
+/// satellite being added, and a removed satellite's goes.
+pub fn merge_passwd(existing: Option<&str>, ours: &str, old_acl: Option<&str>) -> String {
+    let mut text = ours.to_string();
+    let Some(existing) = existing else {
+        return text;
+    };
+    let ours_now: Vec<&str> = ours
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(u, _)| u)
+        .collect();
+    let ours_before = old_acl.map(logins_in).unwrap_or_default();
+    for line in existing.lines() {
+        let user = line.split_once(':').map_or(line, |(u, _)| u);
+        if line.trim().is_empty() || ours_now.contains(&user) || ours_before.contains(&user) {
+            continue;
+        }
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
+}
+
 /// The lines of `mosquitto.conf` that use the two files.
 pub fn conf_lines(passwd: &str, acl: &str) -> String {
     format!("allow_anonymous false\npassword_file {passwd}\nacl_file {acl}\n")
@@ -98,6 +157,33 @@ mod tests {
             "$7$101$/mHjwTULlUfktfXO$gIJTh6tjYMq9ItjzIwZaDBxGLbpyYKigPtf257Eik3DMHPJqn9H7PIZbC9SL\
              5gF685jnzRcN7IoHbYP4mff8Mw=="
         );
+    }
+
+    #[test]
+    fn a_rewrite_keeps_the_households_own_logins_and_rules() {
+        let acl1 = merge_acl(
+            None,
+            "pattern write hark/intent/%u\n",
+            &["hark-hub", "kitchen"],
+        );
+        let passwd1 = merge_passwd(None, "hark-hub:$7$h\nkitchen:$7$k\n", None);
+        // The household adds its own login and rule.
+        let passwd = format!("{passwd1}homeassistant:$7$ha\n");
+        let acl = format!("{acl1}user homeassistant\ntopic readwrite #\n");
+        // kitchen is removed, hall added.
+        let acl2 = merge_acl(
+            Some(&acl),
+            "pattern write hark/intent/%u\n",
+            &["hark-hub", "hall"],
+        );
+        let passwd2 = merge_passwd(Some(&passwd), "hark-hub:$7$h2\nhall:$7$b\n", Some(&acl));
+        assert_eq!(passwd2, "hark-hub:$7$h2\nhall:$7$b\nhomeassistant:$7$ha\n");
+        assert!(
+            acl2.ends_with("user homeassistant\ntopic readwrite #\n"),
+            "{acl2}"
+        );
+        assert!(acl2.contains("# logins: hark-hub hall\n"), "{acl2}");
+        assert_eq!(acl2.matches("pattern write").count(), 1, "{acl2}");
     }
 
     #[test]
