@@ -337,3 +337,27 @@ fn connections_past_the_limit_are_told_busy_and_the_open_ones_served() {
         drop(idle);
     });
 }
+
+#[test]
+fn a_client_outside_wyoming_allow_is_closed_unanswered_and_audited() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    // Only a documentation address may connect: this machine may not.
+    with_hub("wyoming-allow", "allow = [\"192.0.2.10\"]", |hub, ha| {
+        let mut stranger = TcpStream::connect(("127.0.0.1", ha.port())).unwrap();
+        stranger.set_read_timeout(Some(PATIENCE)).unwrap();
+        let _ = stranger.write_all(b"{\"type\": \"describe\"}\n");
+        let mut answer = Vec::new();
+        let _ = stranger.read_to_end(&mut answer);
+        assert!(
+            answer.is_empty(),
+            "no answer: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        let record = audited(hub, |r| r["rule"] == "wyoming.allow");
+        assert!(
+            record["message"].as_str().unwrap().contains("127.0.0.1"),
+            "{record}"
+        );
+    });
+}

@@ -93,7 +93,7 @@ impl std::fmt::Debug for Access {
 
 /// A fixed window that counts events.
 #[derive(Debug)]
-struct Window {
+pub struct Window {
     started: Instant,
     length: Duration,
     count: u32,
@@ -102,7 +102,7 @@ struct Window {
 }
 
 impl Window {
-    fn new(length: Duration) -> Window {
+    pub fn new(length: Duration) -> Window {
         Window {
             started: Instant::now(),
             length,
@@ -113,7 +113,7 @@ impl Window {
 
     /// Counts one event; whether it is within `limit` for this window, and how
     /// many went over in earlier windows (reported once).
-    fn admit(&mut self, limit: u32) -> (bool, u32) {
+    pub fn admit(&mut self, limit: u32) -> (bool, u32) {
         let mut earlier = 0;
         if self.started.elapsed() >= self.length {
             self.started = Instant::now();

@@ -51,6 +51,10 @@ pub fn start(setup: &Setup) -> Result<Option<Arc<dyn super::Adapter>>, HubError>
         admit: setup.admit.clone(),
         intents: setup.config.wyoming.intents.clone(),
         satellite: setup.config.wyoming.satellite.clone(),
+        allow: setup.config.wyoming.allow.clone(),
+        refusals: std::sync::Mutex::new(crate::satellites::gate::Window::new(
+            std::time::Duration::from_secs(60),
+        )),
         max_payload: setup.config.mqtt.max_payload,
         next_id: Default::default(),
     });

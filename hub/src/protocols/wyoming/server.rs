@@ -38,6 +38,10 @@ pub struct Shared {
     pub admit: mpsc::Sender<Inbound>,
     pub intents: BTreeMap<String, String>,
     pub satellite: Option<String>,
+    /// `wyoming.allow`: who may connect.
+    pub allow: Vec<super::config::Allowed>,
+    /// Refused connections audited this minute (a scanner must not fill the log).
+    pub refusals: std::sync::Mutex<crate::satellites::gate::Window>,
     pub max_payload: usize,
     pub next_id: AtomicU64,
 }
@@ -50,6 +54,10 @@ pub async fn listen(listener: TcpListener, shared: Arc<Shared>) {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    if !shared.allow.iter().any(|a| a.contains(peer.ip())) {
+                        refuse(&shared, peer);
+                        continue;
+                    }
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!(%peer, "cannot set TCP_NODELAY: {e}");
                     }
@@ -76,6 +84,31 @@ pub async fn listen(listener: TcpListener, shared: Arc<Shared>) {
             Some(_) = connections.join_next() => {}
         }
     }
+}
+
+/// A client `wyoming.allow` does not name: closed unanswered, logged and
+/// audited (up to [`crate::satellites::gate::REFUSALS_PER_MIN`] a minute).
+fn refuse(shared: &Shared, peer: SocketAddr) {
+    tracing::warn!(%peer, "Wyoming connection refused: not in wyoming.allow");
+    let (within, earlier) = shared
+        .refusals
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .admit(crate::satellites::gate::REFUSALS_PER_MIN);
+    if !within {
+        return;
+    }
+    let mut message = format!("refused a Wyoming connection from {peer}: not in wyoming.allow");
+    if earlier > 0 {
+        message.push_str(&format!(" ({earlier} more refusals in the minute before)"));
+    }
+    shared.dispatcher.audit(&crate::audit::Record {
+        kind: crate::audit::Kind::Refusal,
+        decision: Some(crate::audit::Decision::Deny),
+        rule: Some("wyoming.allow".into()),
+        message: Some(message),
+        ..Default::default()
+    });
 }
 
 async fn too_many(mut stream: TcpStream) {
