@@ -142,6 +142,10 @@ enum SatelliteCommand {
         /// The room it is in
         #[arg(long)]
         area: Option<String>,
+        /// A Rhasspy (Hermes) login: may also use hermes/# topics (list its sites in
+        /// hermes.sites: no broker can check the siteId inside a payload)
+        #[arg(long)]
+        hermes: bool,
         /// Print {"id", "password", "username", "broker", "topics"} for scripts
         #[arg(long)]
         json: bool,
@@ -346,9 +350,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             use hark_hub::cli::satellite;
             let (config, _) = cli::load_config(cli.config.as_deref())?;
             let text = match command {
-                SatelliteCommand::Add { id, area, json } => {
-                    satellite::add(&config, &id, area.as_deref(), json)?
-                }
+                SatelliteCommand::Add {
+                    id,
+                    area,
+                    hermes,
+                    json,
+                } => satellite::add(&config, &id, area.as_deref(), hermes, json)?,
                 SatelliteCommand::List { json } => satellite::list(&config, json)?,
                 SatelliteCommand::Remove { id } => satellite::remove(&config, &id)?,
                 SatelliteCommand::Rotate { id, json } => satellite::rotate(&config, &id, json)?,

@@ -75,15 +75,16 @@ fn settings_text(config: &Config, what: &str, settings: &Value) -> String {
     text
 }
 
-/// `hark satellite add <id> [--area A] [--json]`.
+/// `hark satellite add <id> [--area A] [--hermes] [--json]`.
 pub fn add(
     config: &Config,
     id: &str,
     area: Option<&str>,
+    hermes: bool,
     as_json: bool,
 ) -> Result<String, RegistryError> {
     check_free(config, id)?;
-    let password = Registry::edit(&config.state_dir, |r| r.add(id, area))?;
+    let password = Registry::edit(&config.state_dir, |r| r.add_with(id, area, hermes))?;
     let settings = settings(config, id, &password);
     Ok(if as_json {
         format!("{settings:#}\n")
@@ -123,7 +124,10 @@ pub fn list(config: &Config, as_json: bool) -> Result<String, RegistryError> {
     if as_json {
         let rows: Vec<Value> = registry
             .iter()
-            .map(|s| json!({"id": s.id, "area": s.area, "created": s.created, "last_seen": s.last_seen}))
+            .map(|s| {
+                json!({"id": s.id, "area": s.area, "hermes": s.hermes,
+                       "created": s.created, "last_seen": s.last_seen})
+            })
             .collect();
         return Ok(format!("{:#}\n", Value::Array(rows)));
     }
@@ -133,15 +137,16 @@ pub fn list(config: &Config, as_json: bool) -> Result<String, RegistryError> {
         );
     }
     let mut text = format!(
-        "{:<24} {:<16} {:<25} {}\n",
-        "ID", "AREA", "CREATED", "LAST SEEN"
+        "{:<24} {:<16} {:<7} {:<25} {}\n",
+        "ID", "AREA", "KIND", "CREATED", "LAST SEEN"
     );
     for s in registry.iter() {
         let _ = writeln!(
             text,
-            "{:<24} {:<16} {:<25} {}",
+            "{:<24} {:<16} {:<7} {:<25} {}",
             s.id,
             s.area.as_deref().unwrap_or("-"),
+            if s.hermes { "rhasspy" } else { "native" },
             s.created,
             s.last_seen.as_deref().unwrap_or("never")
         );
@@ -162,7 +167,7 @@ pub fn acl(config: &Config, dir: Option<&Path>) -> Result<String, RegistryError>
         admin_secret: &admin_secret,
     };
     let passwd = mosquitto::password_file(&registry, &logins)?;
-    let acl = mosquitto::acl_file(&config.mqtt.prefix);
+    let acl = mosquitto::acl_file(&config.mqtt.prefix, &registry);
     let Some(dir) = dir else {
         return Ok(format!(
             "# ---- password_file ----\n{passwd}\n# ---- acl_file ----\n{acl}"

@@ -325,11 +325,20 @@ impl Access {
     }
 
     pub fn may_publish(&self, who: &Principal, topic: &str) -> bool {
-        self.table.may_publish(who, topic)
+        self.table.may_publish(who, topic) || self.is_hermes(who, topic)
     }
 
     pub fn may_subscribe(&self, who: &Principal, filter: &str) -> bool {
-        self.table.may_subscribe(who, filter)
+        self.table.may_subscribe(who, filter) || self.is_hermes(who, filter)
+    }
+
+    /// A Rhasspy login (`hark satellite add --hermes`) uses `hermes/…`.
+    fn is_hermes(&self, who: &Principal, topic: &str) -> bool {
+        let Principal::Satellite(id) = who else {
+            return false;
+        };
+        (topic == "hermes" || topic.starts_with("hermes/"))
+            && self.registry().get(id).is_some_and(|s| s.hermes)
     }
 
     /// Logs a refusal and audits it, up to [`REFUSALS_PER_MIN`] a minute; the

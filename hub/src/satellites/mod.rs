@@ -71,6 +71,11 @@ pub struct Satellite {
     pub created: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen: Option<String>,
+    /// A Rhasspy (Hermes) login: may also use every `hermes/…` topic, as
+    /// Rhasspy's services need. The site inside each payload is checked by
+    /// `hermes.sites`, not by the broker.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hermes: bool,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -192,6 +197,16 @@ impl Registry {
 
     /// Registers `id` and returns its new password (shown once, never stored).
     pub fn add(&mut self, id: &str, area: Option<&str>) -> Result<String, RegistryError> {
+        self.add_with(id, area, false)
+    }
+
+    /// [`Registry::add`], as a Rhasspy (Hermes) login when `hermes`.
+    pub fn add_with(
+        &mut self,
+        id: &str,
+        area: Option<&str>,
+        hermes: bool,
+    ) -> Result<String, RegistryError> {
         check_id(id).map_err(RegistryError::Usage)?;
         if let Some(area) = area {
             check_area(area).map_err(RegistryError::Usage)?;
@@ -207,6 +222,7 @@ impl Registry {
             mosquitto: mosquitto::hash(&secret)?,
             created: now(),
             last_seen: None,
+            hermes,
         };
         self.satellites.insert(id.to_string(), satellite);
         Ok(secret)

@@ -51,8 +51,22 @@ pub fn password_file(registry: &Registry, hub: &HubLogins<'_>) -> Result<String,
     Ok(text)
 }
 
-/// The `acl_file`, the table of SPEC §7 in mosquitto's words.
-pub fn acl_file(prefix: &str) -> String {
+/// The `acl_file`, the table of SPEC §7 in mosquitto's words, and the
+/// Hermes topics for the Rhasspy logins of `registry`.
+pub fn acl_file(prefix: &str, registry: &Registry) -> String {
+    let mut rhasspy = String::new();
+    for satellite in registry.iter().filter(|s| s.hermes) {
+        let _ = write!(
+            rhasspy,
+            "\n# {id}: a Rhasspy login; the site in each payload is for hermes.sites to check.\n\
+             user {id}\ntopic readwrite hermes/#\n",
+            id = satellite.id
+        );
+    }
+    acl_table(prefix) + &rhasspy
+}
+
+fn acl_table(prefix: &str) -> String {
     let hub = super::admin::hub_user(prefix);
     let cli = super::admin::cli_user(prefix);
     format!(
@@ -188,7 +202,15 @@ mod tests {
 
     #[test]
     fn the_acl_binds_each_login_to_its_own_topics() {
-        let acl = acl_file("home");
+        let mut registry = Registry::default();
+        registry.add_with("rhasspy", None, true).unwrap();
+        registry.add("kitchen", None).unwrap();
+        let acl = acl_file("home", &registry);
+        assert!(
+            acl.contains("user rhasspy\ntopic readwrite hermes/#\n"),
+            "{acl}"
+        );
+        assert!(!acl.contains("user kitchen"), "{acl}");
         assert!(acl.contains("user home-hub\ntopic readwrite home/#"));
         assert!(acl.contains("pattern write home/intent/%u\n"));
         assert!(
