@@ -78,7 +78,8 @@ pub struct Access {
     checks: Mutex<Window>,
     refusals: Mutex<Window>,
     seen: Mutex<BTreeSet<String>>,
-    audit: Option<Arc<Audit>>,
+    /// Set once the hub's audit log is open (the broker starts before it).
+    audit: std::sync::OnceLock<Arc<Audit>>,
     warned_open: std::sync::atomic::AtomicBool,
 }
 
@@ -138,7 +139,6 @@ pub struct Settings<'a> {
     pub mode: AuthMode,
     pub exposed: bool,
     pub registry: Registry,
-    pub audit: Option<Arc<Audit>>,
 }
 
 impl Access {
@@ -158,7 +158,7 @@ impl Access {
             checks: Mutex::new(Window::new(Duration::from_secs(1))),
             refusals: Mutex::new(Window::new(Duration::from_secs(60))),
             seen: Mutex::new(BTreeSet::new()),
-            audit: settings.audit,
+            audit: std::sync::OnceLock::new(),
             warned_open: false.into(),
         }
     }
@@ -168,6 +168,11 @@ impl Access {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// Where refusals are recorded from now on.
+    pub fn set_audit(&self, audit: Arc<Audit>) {
+        let _ = self.audit.set(audit);
     }
 
     /// Whether a client may connect without a login.
@@ -382,7 +387,9 @@ impl Access {
             ),
         };
         tracing::warn!(rule, "{message}");
-        let Some(audit) = &self.audit else { return };
+        let Some(audit) = self.audit.get() else {
+            return;
+        };
         let (within, earlier) = self
             .refusals
             .lock()
@@ -454,7 +461,6 @@ mod tests {
             mode,
             exposed: false,
             registry,
-            audit: None,
         })
     }
 
@@ -541,6 +547,40 @@ mod tests {
         assert_eq!(off.connect(&hello("a", None, "")), Ok(Principal::Open));
     }
 
+    #[tokio::test]
+    async fn a_removal_on_disk_disconnects_that_satellite_within_seconds() {
+        let dir = std::env::temp_dir().join(format!("hark-gate-watch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Registry::edit(&dir, |r| {
+            r.add("kitchen", None)?;
+            r.add("hall", None)
+        })
+        .unwrap();
+        let stamp = Registry::stamp(&dir);
+        let gate = Arc::new(access(Registry::load(&dir).unwrap(), AuthMode::Auto));
+        let (tx, mut cut) = tokio::sync::mpsc::unbounded_channel();
+        let watcher = tokio::spawn(keep_current(
+            gate.clone(),
+            dir.clone(),
+            stamp,
+            move |which| {
+                let hit: Vec<&str> = ["kitchen", "hall"]
+                    .into_iter()
+                    .filter(|id| which(&Principal::Satellite(id.to_string())))
+                    .collect();
+                let _ = tx.send(hit.join(","));
+            },
+        ));
+        Registry::edit(&dir, |r| r.remove("hall").map(drop)).unwrap();
+        let hit = tokio::time::timeout(Duration::from_secs(15), cut.recv())
+            .await
+            .expect("the change is noticed")
+            .unwrap();
+        assert_eq!(hit, "hall");
+        watcher.abort();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn a_window_admits_its_limit_then_reports_the_rest_once() {
         let mut window = Window::new(Duration::from_secs(3600));
@@ -553,5 +593,57 @@ mod tests {
             "the next window reports the 5 over"
         );
         assert_eq!(window.admit(20), (true, 0));
+    }
+}
+
+/// Keeps `access` on the registry in `state_dir` while the hub runs: reads it
+/// again within a second of `hark satellite add|remove|rotate` changing it and
+/// has `disconnect` close the connections that lost their login; writes the
+/// satellites that logged in as `last_seen`, once a minute at most. A registry
+/// that cannot be read (a hand edit gone wrong) is logged, and the one in use
+/// stays. `stamp` is the file's as it was before `access` read it.
+pub async fn keep_current(
+    access: Arc<Access>,
+    state_dir: std::path::PathBuf,
+    mut stamp: Option<super::Stamp>,
+    disconnect: impl Fn(&dyn Fn(&Principal) -> bool),
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_write = Instant::now();
+    loop {
+        tick.tick().await;
+        if last_write.elapsed() >= Duration::from_secs(60) {
+            let seen = access.take_seen();
+            if !seen.is_empty() {
+                last_write = Instant::now();
+                let dir = state_dir.clone();
+                let written = tokio::task::spawn_blocking(move || {
+                    let when = super::now();
+                    Registry::edit(&dir, |r| {
+                        r.mark_seen(seen.iter().map(String::as_str), &when);
+                        Ok(())
+                    })
+                })
+                .await;
+                if let Ok(Err(e)) = written {
+                    tracing::warn!("cannot record when satellites were last seen: {e}");
+                }
+            }
+        }
+        let now = Registry::stamp(&state_dir);
+        if now == stamp {
+            continue;
+        }
+        stamp = now;
+        let dir = state_dir.clone();
+        match tokio::task::spawn_blocking(move || Registry::load(&dir)).await {
+            Ok(Ok(registry)) => {
+                tracing::info!(satellites = registry.len(), "satellite registry read again");
+                let cut = access.replace(registry);
+                disconnect(&cut);
+            }
+            Ok(Err(e)) => tracing::error!("{e}; the satellites registered before stay in force"),
+            Err(e) => tracing::error!("reading the satellite registry failed: {e}"),
+        }
     }
 }
