@@ -449,6 +449,58 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Keeps `access` on the registry in `state_dir` while the hub runs: reads it
+/// again within a second of `hark satellite add|remove|rotate` changing it and
+/// has `disconnect` close the connections that lost their login; writes the
+/// satellites that logged in as `last_seen`, once a minute at most. A registry
+/// that cannot be read (a hand edit gone wrong) is logged, and the one in use
+/// stays. `stamp` is the file's as it was before `access` read it.
+pub async fn keep_current(
+    access: Arc<Access>,
+    state_dir: std::path::PathBuf,
+    mut stamp: Option<super::Stamp>,
+    disconnect: impl Fn(&dyn Fn(&Principal) -> bool),
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_write = Instant::now();
+    loop {
+        tick.tick().await;
+        if last_write.elapsed() >= Duration::from_secs(60) {
+            let seen = access.take_seen();
+            if !seen.is_empty() {
+                last_write = Instant::now();
+                let dir = state_dir.clone();
+                let written = tokio::task::spawn_blocking(move || {
+                    let when = super::now();
+                    Registry::edit(&dir, |r| {
+                        r.mark_seen(seen.iter().map(String::as_str), &when);
+                        Ok(())
+                    })
+                })
+                .await;
+                if let Ok(Err(e)) = written {
+                    tracing::warn!("cannot record when satellites were last seen: {e}");
+                }
+            }
+        }
+        let now = Registry::stamp(&state_dir);
+        if now == stamp {
+            continue;
+        }
+        stamp = now;
+        let dir = state_dir.clone();
+        match tokio::task::spawn_blocking(move || Registry::load(&dir)).await {
+            Ok(Ok(registry)) => {
+                tracing::info!(satellites = registry.len(), "satellite registry read again");
+                let cut = access.replace(registry);
+                disconnect(&cut);
+            }
+            Ok(Err(e)) => tracing::error!("{e}; the satellites registered before stay in force"),
+            Err(e) => tracing::error!("reading the satellite registry failed: {e}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -593,57 +645,5 @@ mod tests {
             "the next window reports the 5 over"
         );
         assert_eq!(window.admit(20), (true, 0));
-    }
-}
-
-/// Keeps `access` on the registry in `state_dir` while the hub runs: reads it
-/// again within a second of `hark satellite add|remove|rotate` changing it and
-/// has `disconnect` close the connections that lost their login; writes the
-/// satellites that logged in as `last_seen`, once a minute at most. A registry
-/// that cannot be read (a hand edit gone wrong) is logged, and the one in use
-/// stays. `stamp` is the file's as it was before `access` read it.
-pub async fn keep_current(
-    access: Arc<Access>,
-    state_dir: std::path::PathBuf,
-    mut stamp: Option<super::Stamp>,
-    disconnect: impl Fn(&dyn Fn(&Principal) -> bool),
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut last_write = Instant::now();
-    loop {
-        tick.tick().await;
-        if last_write.elapsed() >= Duration::from_secs(60) {
-            let seen = access.take_seen();
-            if !seen.is_empty() {
-                last_write = Instant::now();
-                let dir = state_dir.clone();
-                let written = tokio::task::spawn_blocking(move || {
-                    let when = super::now();
-                    Registry::edit(&dir, |r| {
-                        r.mark_seen(seen.iter().map(String::as_str), &when);
-                        Ok(())
-                    })
-                })
-                .await;
-                if let Ok(Err(e)) = written {
-                    tracing::warn!("cannot record when satellites were last seen: {e}");
-                }
-            }
-        }
-        let now = Registry::stamp(&state_dir);
-        if now == stamp {
-            continue;
-        }
-        stamp = now;
-        let dir = state_dir.clone();
-        match tokio::task::spawn_blocking(move || Registry::load(&dir)).await {
-            Ok(Ok(registry)) => {
-                tracing::info!(satellites = registry.len(), "satellite registry read again");
-                let cut = access.replace(registry);
-                disconnect(&cut);
-            }
-            Ok(Err(e)) => tracing::error!("{e}; the satellites registered before stay in force"),
-            Err(e) => tracing::error!("reading the satellite registry failed: {e}"),
-        }
     }
 }
