@@ -121,9 +121,9 @@ fn prepare(
         .get(&manifest.name)
         .cloned()
         .unwrap_or_default();
-    let info = SkillInfo::new(kind, manifest, signature, grants);
-    let admission = reserved_topics(&info, &config.mqtt.prefix)
-        .unwrap_or_else(|| policy::decide(config.tier, &info, &Action::Load));
+    let mut info = SkillInfo::new(kind, manifest, signature, grants);
+    info.reserved_publish = reserved_publish(&info, &config.mqtt.prefix);
+    let admission = policy::decide(config.tier, &info, &Action::Load);
     Ok(Skill {
         info: Arc::new(info),
         schema,
@@ -132,24 +132,21 @@ fn prepare(
     })
 }
 
-/// A skill that declares `mqtt.publish` on a filter that can reach a
+/// Why a skill that declares `mqtt.publish` on a filter that can reach a
 /// reserved topic (SPEC §7: where the hub listens, or speaks with authority)
 /// is refused in every tier, with the topic named: a skill publishing an
-/// NluIntent could otherwise speak for any Hermes site.
-fn reserved_topics(info: &SkillInfo, prefix: &str) -> Option<policy::Decision> {
+/// NluIntent could otherwise speak for any Hermes site. The gate refuses it
+/// at load and again at every run.
+fn reserved_publish(info: &SkillInfo, prefix: &str) -> Option<String> {
     info.permissions.iter().find_map(|p| {
         let hark_skill_sdk::Permission::MqttPublish(filter) = p else {
             return None;
         };
         let reserved = crate::satellites::access::reserved_overlap(filter, prefix)?;
-        Some(policy::Decision {
-            allow: false,
-            rule: "mqtt.reserved_topic",
-            reason: format!(
-                "declares {p}, which can reach {reserved}: a topic the hub listens or speaks on \
-                 with authority; no skill may publish there"
-            ),
-        })
+        Some(format!(
+            "declares {p}, which can reach {reserved}: a topic the hub listens or speaks on \
+             with authority; no skill may publish there"
+        ))
     })
 }
 

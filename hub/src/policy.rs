@@ -98,6 +98,10 @@ pub struct SkillInfo {
     pub signature: Signature,
     /// High-risk permissions the user granted this skill in `[grants]`.
     pub grants: Vec<Permission>,
+    /// Why the skill may never run, whatever the tier: it declares
+    /// `mqtt.publish` on a filter that can reach a reserved topic (SPEC §7).
+    /// The loader sets it, knowing the topic prefix.
+    pub reserved_publish: Option<String>,
 }
 
 impl SkillInfo {
@@ -114,6 +118,7 @@ impl SkillInfo {
             manifest,
             signature,
             grants,
+            reserved_publish: None,
         }
     }
 }
@@ -156,6 +161,9 @@ impl Decision {
 
 /// The gate. Default-deny: every path that is not explicitly allowed denies.
 pub fn decide(tier: Tier, skill: &SkillInfo, action: &Action<'_>) -> Decision {
+    if let Some(reason) = &skill.reserved_publish {
+        return Decision::deny("mqtt.reserved_topic", reason.clone());
+    }
     match (skill.kind, action) {
         (SkillKind::Builtin, Action::Load | Action::Run) => {
             Decision::allow("builtin", "built-in skills run in every tier")
@@ -308,6 +316,21 @@ mod tests {
             assert!(decide(tier, &s, &Action::Run).allow);
             assert!(decide(tier, &s, &Action::Use(&Permission::Timer)).allow);
             assert!(!decide(tier, &s, &Action::Use(&Permission::Kv)).allow);
+        }
+    }
+
+    #[test]
+    fn a_reserved_publish_is_refused_in_every_tier_for_every_action() {
+        let m = manifest(&["mqtt.publish:#"], false);
+        let mut s = subject(SkillKind::Wasm, &m, &signed(), &[]);
+        s.reserved_publish = Some("declares mqtt.publish:#, which can reach hark/#".into());
+        let publish = Permission::MqttPublish("#".into());
+        for tier in [Tier::Paranoid, Tier::Trusted, Tier::Convenient] {
+            for action in [Action::Load, Action::Run, Action::Use(&publish)] {
+                let d = decide(tier, &s, &action);
+                assert_eq!((d.allow, d.rule), (false, "mqtt.reserved_topic"));
+                assert!(d.reason.contains("hark/#"), "{}", d.reason);
+            }
         }
     }
 

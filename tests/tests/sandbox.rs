@@ -489,7 +489,7 @@ fn a_skill_publishes_only_inside_its_granted_filter_and_never_to_the_hubs_topics
     for (name, filter, topic) in [
         ("inside", "home/lights/+/set", "home/lights/kitchen/set"),
         ("outside", "home/lights/+/set", "home/doors/front/open"),
-        // Even a grant of everything stops at the hub's own topics.
+        // A filter that can reach the hub's own topics is refused at load.
         ("hubtopic", "#", "hark/reply/kitchen"),
     ] {
         let manifest = json!({"trusted": true, "permissions": [format!("mqtt.publish:{filter}")]});
@@ -498,7 +498,7 @@ fn a_skill_publishes_only_inside_its_granted_filter_and_never_to_the_hubs_topics
     }
     let extra = format!(
         "[trust]\nkeys = [\"{}\"]\n[grants]\ninside = [\"mqtt.publish:home/lights/+/set\"]\n\
-         outside = [\"mqtt.publish:home/lights/+/set\"]\nhubtopic = [\"mqtt.publish:#\"]\n",
+         outside = [\"mqtt.publish:home/lights/+/set\"]\n",
         skills::public_key(&key)
     );
     let hub = hub(state.path(), "trusted", skills_dir.path(), &extra);
@@ -513,7 +513,13 @@ fn a_skill_publishes_only_inside_its_granted_filter_and_never_to_the_hubs_topics
             .expect("the lamp hears it");
         assert_eq!(topic, "home/lights/kitchen/set");
         assert_eq!(sat.request("outside", json!({})).await["speech"], "denied");
-        assert_eq!(sat.request("hubtopic", json!({})).await["speech"], "denied");
+        let refused = sat.request("hubtopic", json!({})).await;
+        assert_eq!(refused["status"], "denied", "{refused}");
+        let why = refused["error"]["message"].as_str().unwrap();
+        assert!(
+            why.contains("mqtt.reserved_topic") && why.contains("hark/#"),
+            "{why}"
+        );
         assert!(
             lamp.next_message(Duration::from_millis(300))
                 .await
