@@ -77,6 +77,9 @@ pub struct RawMqtt {
     pub ca_file: String,
     pub client_cert: String,
     pub client_key: String,
+    pub tls_listen: String,
+    pub tls_cert: String,
+    pub tls_key: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,7 +179,7 @@ impl RawConfirm {
 /// Where the hub's broker is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Broker {
-    /// Start rumqttd in-process, listening here.
+    /// Start the embedded broker in-process, listening here.
     Embedded { listen: SocketAddr },
     /// Connect to this broker; `tls` for `mqtts://`.
     External { host: String, port: u16, tls: bool },
@@ -207,6 +210,18 @@ pub struct MqttConfig {
     pub auth: crate::satellites::gate::AuthMode,
     /// For `mqtts://`: whom to trust, and the client certificate if any.
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// The embedded broker's TLS listener, beside the plain one.
+    pub tls_listen: Option<TlsListen>,
+}
+
+/// Where the embedded broker listens with TLS, and with what: PEM files,
+/// read when the broker starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsListen {
+    pub listen: SocketAddr,
+    /// The certificate chain, the server's own first.
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl MqttConfig {
@@ -543,6 +558,7 @@ impl RawMqtt {
                 )
             })?,
         };
+        let tls_listen = tls_listen(&broker, self.tls_listen, self.tls_cert, self.tls_key)?;
         Ok(MqttConfig {
             broker,
             prefix,
@@ -550,6 +566,7 @@ impl RawMqtt {
             credentials,
             auth,
             tls,
+            tls_listen,
         })
     }
 
@@ -597,6 +614,56 @@ impl RawMqtt {
             .map(Some)
             .map_err(|(key, message)| invalid(key, message))
     }
+}
+
+/// `mqtt.tls_listen` with its certificate and key, all three or none.
+fn tls_listen(
+    broker: &Broker,
+    listen: String,
+    cert: String,
+    key: String,
+) -> Result<Option<TlsListen>, ConfigError> {
+    if listen.is_empty() {
+        for (name, value) in [("mqtt.tls_cert", &cert), ("mqtt.tls_key", &key)] {
+            if !value.is_empty() {
+                return Err(invalid(name, "is set but mqtt.tls_listen is empty"));
+            }
+        }
+        return Ok(None);
+    }
+    let Broker::Embedded { listen: plain } = broker else {
+        return Err(invalid(
+            "mqtt.tls_listen",
+            "is for the embedded broker, which does not start when mqtt.url is set",
+        ));
+    };
+    let addr: SocketAddr = listen.parse().map_err(|_| {
+        invalid(
+            "mqtt.tls_listen",
+            format!("\"{listen}\" is not an address like 0.0.0.0:8883"),
+        )
+    })?;
+    if addr.port() == plain.port()
+        && (addr.ip() == plain.ip() || addr.ip().is_unspecified() || plain.ip().is_unspecified())
+    {
+        return Err(invalid(
+            "mqtt.tls_listen",
+            format!("{addr} overlaps mqtt.listen ({plain}); give TLS its own port"),
+        ));
+    }
+    for (name, value) in [("mqtt.tls_cert", &cert), ("mqtt.tls_key", &key)] {
+        if value.is_empty() {
+            return Err(invalid(
+                name,
+                "is empty; the TLS listener (mqtt.tls_listen) needs a PEM certificate and key",
+            ));
+        }
+    }
+    Ok(Some(TlsListen {
+        listen: addr,
+        cert: PathBuf::from(cert),
+        key: PathBuf::from(key),
+    }))
 }
 
 impl RawSkills {

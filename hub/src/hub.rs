@@ -288,11 +288,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             1024
         }
     };
-    if let Broker::Embedded { listen } = config.mqtt.broker {
-        // Before anything touches the state dir: a busy port is the most
-        // common first-run mistake and should be the first thing said.
-        start_embedded_broker(listen, &config, open_files)?;
-    }
+    let embedded = match config.mqtt.broker {
+        Broker::Embedded { listen } => Some(start_embedded_broker(listen, &config, open_files)?),
+        Broker::External { .. } => None,
+    };
     let Assembly {
         dispatcher,
         outbox,
@@ -304,6 +303,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         adapters,
         admit_rx,
     } = assemble(&config)?;
+    if let Some(embedded) = &embedded {
+        // The broker's refusals are audited from here on.
+        embedded.access.set_audit(dispatcher.audit_log().clone());
+    }
 
     let will = LastWill::new(topics.status(), offline_status(), QoS::AtLeastOnce, true);
     let link = hub_link(&config)?;
@@ -355,6 +358,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let _ = tokio::task::spawn_blocking(move || audit.write_out(true)).await;
     let timers = dispatcher.services().timers.clone();
     let _ = tokio::task::spawn_blocking(move || timers.flush(Duration::from_secs(2))).await;
+    if let Some(embedded) = embedded {
+        embedded.stop().await;
+    }
     tracing::info!("hark stopped");
     Ok(())
 }
@@ -378,23 +384,89 @@ fn hub_link(config: &Config) -> Result<crate::config::MqttConfig, HubError> {
     Ok(link)
 }
 
+/// The embedded broker, its gate on the satellite registry (SPEC §7), and
+/// the task that keeps the gate on the registry on disk.
 #[cfg(feature = "embedded-broker")]
 fn start_embedded_broker(
     listen: std::net::SocketAddr,
     config: &Config,
     open_files: u64,
-) -> Result<(), HubError> {
-    crate::broker::start(
+) -> Result<EmbeddedBroker, HubError> {
+    use crate::satellites::{Registry, admin, gate};
+    // Before anything touches the state dir: a busy port is the most
+    // common first-run mistake and should be the first thing said.
+    crate::broker::ensure_free(listen, "mqtt.listen")?;
+    let stamp = Registry::stamp(&config.state_dir);
+    let registry = Registry::load(&config.state_dir)?;
+    let exposed = !listen.ip().is_loopback()
+        || config
+            .mqtt
+            .tls_listen
+            .as_ref()
+            .is_some_and(|t| !t.listen.ip().is_loopback());
+    let access = Arc::new(gate::Access::new(gate::Settings {
+        prefix: &config.mqtt.prefix,
+        admin_secret: admin::read_or_create(&config.state_dir)?,
+        configured: config.mqtt.credentials.clone(),
+        mode: config.mqtt.auth,
+        exposed,
+        registry,
+    }));
+    let settings = crate::broker::Settings {
         listen,
-        config.mqtt.max_payload,
-        config.mqtt.credentials.as_ref(),
+        tls: config.mqtt.tls_listen.clone(),
+        max_payload: config.mqtt.max_payload,
         open_files,
-    )?;
-    Ok(())
+    };
+    let broker = crate::broker::start(&settings, access.clone())?;
+    let handle = broker.clone();
+    let watcher = tokio::spawn(gate::keep_current(
+        access.clone(),
+        config.state_dir.clone(),
+        stamp,
+        move |cut| handle.disconnect(cut),
+    ));
+    Ok(EmbeddedBroker {
+        access,
+        broker,
+        watcher,
+    })
+}
+
+/// The embedded broker the hub started, with its gate.
+#[cfg(feature = "embedded-broker")]
+struct EmbeddedBroker {
+    access: Arc<crate::satellites::gate::Access>,
+    broker: crate::broker::BrokerHandle,
+    /// Keeps the gate on the registry on disk.
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+#[cfg(feature = "embedded-broker")]
+impl EmbeddedBroker {
+    async fn stop(self) {
+        self.watcher.abort();
+        let broker = self.broker;
+        let _ = tokio::task::spawn_blocking(move || broker.stop()).await;
+    }
 }
 
 #[cfg(not(feature = "embedded-broker"))]
-fn start_embedded_broker(_: std::net::SocketAddr, _: &Config, _: u64) -> Result<(), HubError> {
+struct EmbeddedBroker {
+    access: Arc<crate::satellites::gate::Access>,
+}
+
+#[cfg(not(feature = "embedded-broker"))]
+impl EmbeddedBroker {
+    async fn stop(self) {}
+}
+
+#[cfg(not(feature = "embedded-broker"))]
+fn start_embedded_broker(
+    _: std::net::SocketAddr,
+    _: &Config,
+    _: u64,
+) -> Result<EmbeddedBroker, HubError> {
     Err(HubError::NoEmbeddedBroker)
 }
 

@@ -21,7 +21,7 @@ const HARK_TARGETS: [&str; 3] = ["hark", "hark_hub", "hark_skills_builtin"];
 /// the embedded broker reports every satellite's connection trouble (and
 /// the hub's own clean disconnect) as an error, which is the broker's
 /// business, not the hub's.
-const QUIET: [&str; 2] = ["rumqttd=off", "rumqttc=warn"];
+const QUIET: [&str; 2] = ["mqtt5=off", "rumqttc=warn"];
 
 /// The tracing filter for `rust_log` (the `RUST_LOG` variable, if set):
 /// `hark=debug` reaches every crate of the hub (its code is in
@@ -110,20 +110,20 @@ mod tests {
 
     #[test]
     fn hark_means_every_crate_of_the_hub_and_the_broker_stays_quiet_unless_named() {
-        assert_eq!(filter_spec(None), "info,rumqttd=off,rumqttc=warn");
-        assert_eq!(filter_spec(Some("  ")), "info,rumqttd=off,rumqttc=warn");
+        assert_eq!(filter_spec(None), "info,mqtt5=off,rumqttc=warn");
+        assert_eq!(filter_spec(Some("  ")), "info,mqtt5=off,rumqttc=warn");
         assert_eq!(
             filter_spec(Some("warn,hark=debug")),
-            "warn,hark=debug,hark_hub=debug,hark_skills_builtin=debug,rumqttd=off,rumqttc=warn"
+            "warn,hark=debug,hark_hub=debug,hark_skills_builtin=debug,mqtt5=off,rumqttc=warn"
         );
         assert_eq!(
             filter_spec(Some("debug")),
-            "debug,rumqttd=off,rumqttc=warn",
+            "debug,mqtt5=off,rumqttc=warn",
             "a bare level does not turn the broker's noise on"
         );
         assert_eq!(
-            filter_spec(Some("info,rumqttd=info")),
-            "info,rumqttd=info,rumqttc=warn",
+            filter_spec(Some("info,mqtt5=info")),
+            "info,mqtt5=info,rumqttc=warn",
             "asked for by name, it is shown"
         );
         for spec in [None, Some("hark=trace"), Some("debug,rumqttc=debug")] {

@@ -92,7 +92,12 @@ fn the_tutorial_takes_a_new_skill_from_scaffold_to_a_signed_reply() {
     let config = dir.join("send.toml");
     std::fs::write(
         &config,
-        format!("[mqtt]\nlisten = \"127.0.0.1:{}\"\n", hub.port),
+        // The hub's own state dir: `hark send` logs in with its admin secret.
+        format!(
+            "state_dir = {:?}\n[mqtt]\nlisten = \"127.0.0.1:{}\"\n",
+            state.path(),
+            hub.port
+        ),
     )
     .unwrap();
     let reply = hark(

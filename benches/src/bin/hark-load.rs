@@ -621,8 +621,23 @@ fn main() {
         }
         ("embedded", "echo" | "none") => {
             let (_, open_files) = hark_hub::os::raise_open_files_limit().unwrap();
-            hark_hub::broker::start(([127, 0, 0, 1], port).into(), 65536, None, open_files)
-                .unwrap();
+            // The broker alone, open to every client (`mqtt.auth = "off"`).
+            use hark_hub::satellites::gate;
+            let access = gate::Access::new(gate::Settings {
+                prefix: "hark",
+                admin_secret: "load-generator-secret".into(),
+                configured: None,
+                mode: gate::AuthMode::Off,
+                exposed: false,
+                registry: Default::default(),
+            });
+            let settings = hark_hub::broker::Settings {
+                listen: ([127, 0, 0, 1], port).into(),
+                tls: None,
+                max_payload: 65536,
+                open_files,
+            };
+            hark_hub::broker::start(&settings, Arc::new(access)).unwrap();
             if o.responder == "echo" {
                 start_echo(port, o.echo_event);
             }

@@ -16,6 +16,11 @@ pub enum SendError {
     Usage(String),
     #[error("cannot reach the broker at {target}: {message}. Is `hark run` running?")]
     Connect { target: String, message: String },
+    #[error(
+        "the broker at {target} refused {login}: run `hark send` with the config the hub runs \
+         with (its state_dir holds the admin secret), as root or a member of group hark"
+    )]
+    Refused { target: String, login: String },
     #[error("no reply within {0:?}: is the hub running and connected to this broker?")]
     Timeout(Duration),
 }
@@ -70,9 +75,21 @@ pub async fn send(
     let exchange = async {
         let mut subscribed = false;
         loop {
-            let event = eventloop.poll().await.map_err(|e| SendError::Connect {
-                target: target.clone(),
-                message: e.to_string(),
+            let event = eventloop.poll().await.map_err(|e| match e {
+                rumqttc::ConnectionError::ConnectionRefused(
+                    rumqttc::ConnectReturnCode::BadUserNamePassword
+                    | rumqttc::ConnectReturnCode::NotAuthorized,
+                ) => SendError::Refused {
+                    target: target.clone(),
+                    login: match &config.credentials {
+                        Some(c) => format!("the login \"{}\"", c.username),
+                        None => "a client without a login".to_string(),
+                    },
+                },
+                e => SendError::Connect {
+                    target: target.clone(),
+                    message: e.to_string(),
+                },
             })?;
             match event {
                 Event::Incoming(Packet::ConnAck(_)) => {
