@@ -75,6 +75,82 @@ async fn online(sat: &mut Satellite) -> Value {
     .expect("the hub comes online")
 }
 
+/// The attacks both brokers must stop, with satellites `kitchen` and `hall`
+/// registered and the hub online on `port`: bad logins, a satellite speaking
+/// or listening for another, forged replies and status, the hub's client id.
+async fn attack(port: u16, kitchen_pw: &str, hall_pw: &str) {
+    // Refused at CONNECT: a wrong password, an unknown id, no login.
+    for (who, login) in [
+        ("wrong password", Some(("kitchen", "not-the-password"))),
+        ("unknown id", Some(("attic", kitchen_pw))),
+        ("another's password", Some(("hall", kitchen_pw))),
+        ("anonymous", None),
+    ] {
+        assert!(
+            try_login(port, "intruder", login).await.is_err(),
+            "{who} is refused"
+        );
+    }
+
+    let mut kitchen =
+        Satellite::connect_with(port, "hark", "kitchen", Some(("kitchen", kitchen_pw))).await;
+    online(&mut kitchen).await;
+    kitchen.subscribe("hark/reply/kitchen").await;
+    let reply = kitchen.request("system.cancel", json!({})).await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+
+    let mut hall = Satellite::connect_with(port, "hark", "hall", Some(("hall", hall_pw))).await;
+    hall.subscribe("hark/reply/hall").await;
+    hall.subscribe("hark/event/hall").await;
+
+    // kitchen listens where it should not, and speaks for hall.
+    kitchen.subscribe("hark/reply/hall").await;
+    kitchen.subscribe("hark/#").await;
+    kitchen
+        .publish(
+            "hark/intent/hall",
+            json!({"id": "forged", "intent": "timer.cancel", "args": {}}).to_string(),
+        )
+        .await;
+    kitchen
+        .publish(
+            "hark/reply/hall",
+            json!({"id": "fake-reply", "status": "ok"}).to_string(),
+        )
+        .await;
+    kitchen
+        .publish_retained("hark/hub/status", json!({"online": false, "forged": true}))
+        .await;
+
+    // hall's own request is answered; it never sees the forged ones.
+    let reply = hall.request("system.cancel", json!({})).await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+    // A round trip of kitchen's after hall's: anything hall's would have arrived by now.
+    let reply = kitchen.request("system.cancel", json!({})).await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (topic, body) in hall.drain() {
+        assert!(
+            body["id"] != "forged" && body["id"] != "fake-reply",
+            "hall got {topic} {body}"
+        );
+    }
+    for (topic, body) in kitchen.drain() {
+        assert!(
+            !topic.ends_with("/hall"),
+            "kitchen heard hall's {topic}: {body}"
+        );
+    }
+    // The status anyone reads is still the hub's.
+    let mut watcher = Satellite::connect_with(port, "hark", "hall", Some(("hall", hall_pw))).await;
+    let status = online(&mut watcher).await;
+    assert!(status.get("forged").is_none(), "{status}");
+
+    // No client but the hub gets the hub's intents, whatever client id it takes.
+    let err = try_login(port, "hark-hub", Some(("hark-hub", "guess"))).await;
+    assert!(err.is_err(), "the hub's login needs the admin secret");
+}
+
 #[test]
 fn on_mosquitto_with_the_generated_acl_each_satellite_is_bound_to_its_own_topics() {
     let dir = TempDir::new("sat-mosquitto");
@@ -111,78 +187,7 @@ fn on_mosquitto_with_the_generated_acl_each_satellite_is_bound_to_its_own_topics
         .build()
         .unwrap();
     rt.block_on(async {
-        // Refused at CONNECT: a wrong password, an unknown id, no login.
-        for (who, login) in [
-            ("wrong password", Some(("kitchen", "not-the-password"))),
-            ("unknown id", Some(("attic", kitchen_pw.as_str()))),
-            ("another's password", Some(("hall", kitchen_pw.as_str()))),
-            ("anonymous", None),
-        ] {
-            assert!(
-                try_login(port, "intruder", login).await.is_err(),
-                "{who} is refused"
-            );
-        }
-
-        let mut kitchen =
-            Satellite::connect_with(port, "hark", "kitchen", Some(("kitchen", &kitchen_pw))).await;
-        online(&mut kitchen).await;
-        kitchen.subscribe("hark/reply/kitchen").await;
-        let reply = kitchen.request("system.cancel", json!({})).await;
-        assert_eq!(reply["status"], "ok", "{reply}");
-
-        let mut hall =
-            Satellite::connect_with(port, "hark", "hall", Some(("hall", &hall_pw))).await;
-        hall.subscribe("hark/reply/hall").await;
-        hall.subscribe("hark/event/hall").await;
-
-        // kitchen listens where it should not, and speaks for hall.
-        kitchen.subscribe("hark/reply/hall").await;
-        kitchen.subscribe("hark/#").await;
-        kitchen
-            .publish(
-                "hark/intent/hall",
-                json!({"id": "forged", "intent": "timer.cancel", "args": {}}).to_string(),
-            )
-            .await;
-        kitchen
-            .publish(
-                "hark/reply/hall",
-                json!({"id": "fake-reply", "status": "ok"}).to_string(),
-            )
-            .await;
-        kitchen
-            .publish_retained("hark/hub/status", json!({"online": false, "forged": true}))
-            .await;
-
-        // hall's own request is answered; it never sees the forged ones.
-        let reply = hall.request("system.cancel", json!({})).await;
-        assert_eq!(reply["status"], "ok", "{reply}");
-        // A round trip of kitchen's after hall's: anything hall's would have arrived by now.
-        let reply = kitchen.request("system.cancel", json!({})).await;
-        assert_eq!(reply["status"], "ok", "{reply}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        for (topic, body) in hall.drain() {
-            assert!(
-                body["id"] != "forged" && body["id"] != "fake-reply",
-                "hall got {topic} {body}"
-            );
-        }
-        for (topic, body) in kitchen.drain() {
-            assert!(
-                !topic.ends_with("/hall"),
-                "kitchen heard hall's {topic}: {body}"
-            );
-        }
-        // The status anyone reads is still the hub's.
-        let mut watcher =
-            Satellite::connect_with(port, "hark", "hall", Some(("hall", &hall_pw))).await;
-        let status = online(&mut watcher).await;
-        assert!(status.get("forged").is_none(), "{status}");
-
-        // No client but the hub gets the hub's intents, whatever client id it takes.
-        let err = try_login(port, "hark-hub", Some(("hark-hub", "guess"))).await;
-        assert!(err.is_err(), "the hub's login needs the admin secret");
+        attack(port, &kitchen_pw, &hall_pw).await;
 
         // Removed: refused at once after the files are written again and mosquitto reloads.
         let out = run_hark(
@@ -224,6 +229,129 @@ fn on_mosquitto_with_the_generated_acl_each_satellite_is_bound_to_its_own_topics
         audit
             .iter()
             .any(|r| r["satellite"] == "hall" && r["status"] == "ok")
+    );
+    hub.terminate();
+}
+
+/// Connects as `login` and returns once the broker has closed the
+/// connection (after a successful CONNECT), or panics after [`PATIENCE`].
+async fn until_cut_off(port: u16, client_id: &str, login: (&str, &str)) {
+    let mut options = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
+    options.set_credentials(login.0, login.1);
+    let (_client, mut eventloop) = rumqttc::AsyncClient::new(options, 4);
+    let (connected_tx, connected) = tokio::sync::oneshot::channel();
+    let watch = tokio::spawn(async move {
+        let mut connected_tx = Some(connected_tx);
+        loop {
+            match eventloop.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                    connected_tx.take().map(|tx| tx.send(()));
+                }
+                Ok(_) => {}
+                Err(e) => return e.to_string(),
+            }
+        }
+    });
+    tokio::time::timeout(PATIENCE, connected)
+        .await
+        .expect("connected before the cut")
+        .unwrap();
+    let why = tokio::time::timeout(PATIENCE, watch)
+        .await
+        .expect("the connection is closed without restarting the hub")
+        .unwrap();
+    println!("{} was cut off: {why}", login.0);
+}
+
+#[test]
+fn on_the_embedded_broker_each_satellite_is_bound_to_its_own_topics() {
+    let dir = TempDir::new("sat-embedded");
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("hark.toml"),
+        format!(
+            "state_dir = \"{}\"\n[mqtt]\nlisten = \"127.0.0.1:{port}\"\n[audio]\nbackend = \"null\"\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let kitchen_pw = add(dir.path(), "kitchen");
+    let hall_pw = add(dir.path(), "hall");
+    let hub = HubProcess::spawn(dir.path(), &dir.path().join("hark.toml"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        attack(port, &kitchen_pw, &hall_pw).await;
+        // The hub's client id is the hub's login's alone: a satellite that
+        // takes it is refused, so it cannot take over the hub's session.
+        let err = try_login(port, "hark-hub", Some(("kitchen", &kitchen_pw))).await;
+        assert!(err.is_err(), "a satellite took the hub's client id");
+
+        // hall is connected when it is removed: the hub closes its
+        // connection within a second or so, and it cannot come back.
+        let remove = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let out = run_hark(
+                dir.path(),
+                &["--config", "hark.toml", "satellite", "remove", "hall"],
+            );
+            assert!(out.status.success(), "{}", text(&out.stderr));
+        };
+        let cut = until_cut_off(port, "hall-connected", ("hall", &hall_pw));
+        tokio::join!(cut, remove);
+        assert!(
+            try_login(port, "hall-again", Some(("hall", &hall_pw)))
+                .await
+                .is_err(),
+            "hall logs in after removal"
+        );
+        // kitchen rotated: the old password stops working.
+        let out = run_hark(
+            dir.path(),
+            &[
+                "--config",
+                "hark.toml",
+                "satellite",
+                "rotate",
+                "kitchen",
+                "--json",
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let rotated: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let new_pw = rotated["password"].as_str().unwrap();
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while try_login(port, "kitchen-old", Some(("kitchen", &kitchen_pw)))
+            .await
+            .is_ok()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the old password still works after rotate"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        try_login(port, "kitchen-new", Some(("kitchen", new_pw)))
+            .await
+            .unwrap();
+    });
+    drop(rt);
+
+    let audit = audit_records(&dir.path().join("state/audit.jsonl"));
+    assert!(
+        !audit.iter().any(|r| r["request_id"] == "forged"),
+        "no record of the forged request"
+    );
+    let refused = |rule: &str| {
+        audit
+            .iter()
+            .any(|r| r["rule"] == rule && r["satellite"] == "kitchen")
+    };
+    assert!(
+        refused("broker.publish") && refused("broker.subscribe"),
+        "the broker's refusals of kitchen are audited"
     );
     hub.terminate();
 }
