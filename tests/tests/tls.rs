@@ -1,6 +1,7 @@
-//! TLS to an external broker (SPEC §7): the hub and `hark send` reach a
-//! real mosquitto over `mqtts://` with a CA made at test time, and a client
-//! that does not trust that CA is refused before it says a word.
+//! TLS both ways (SPEC §7): the hub and `hark send` reach a real mosquitto
+//! over `mqtts://` with a CA made at test time, the embedded broker serves
+//! `mqtt.tls_listen` with a certificate made the same way, and a client that
+//! does not trust the CA is refused before it says a word.
 
 use hark_tests::{Certs, HubProcess, Mosquitto, Satellite, TempDir, free_port, run_hark, text};
 use serde_json::json;
@@ -125,6 +126,15 @@ fn tls_settings_without_mqtts_or_with_bad_files_are_config_errors_naming_the_key
             "url = \"mqtts://localhost\"\nclient_cert = \"c.pem\"".to_string(),
             "mqtt.client_key",
         ),
+        (
+            "url = \"mqtt://localhost:1883\"\ntls_listen = \"127.0.0.1:8883\"".to_string(),
+            "mqtt.tls_listen",
+        ),
+        (
+            "tls_listen = \"127.0.0.1:8883\"\ntls_cert = \"c.pem\"".to_string(),
+            "mqtt.tls_key",
+        ),
+        ("tls_cert = \"c.pem\"".to_string(), "mqtt.tls_cert"),
     ] {
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, format!("[mqtt]\n{mqtt}\n")).unwrap();
@@ -136,4 +146,85 @@ fn tls_settings_without_mqtts_or_with_bad_files_are_config_errors_naming_the_key
             text(&out.stderr)
         );
     }
+}
+
+#[test]
+fn the_embedded_broker_serves_tls_and_a_silent_socket_holds_no_one_up() {
+    let dir = TempDir::new("tls-embedded");
+    let certs = Certs::make(dir.path(), "good");
+    let stranger = Certs::make(dir.path(), "stranger");
+    let (plain, tls) = (free_port(), free_port());
+    let state = dir.path().join("state");
+    std::fs::write(
+        dir.path().join("hark.toml"),
+        format!(
+            "state_dir = \"{}\"\n[mqtt]\nlisten = \"127.0.0.1:{plain}\"\n\
+             tls_listen = \"127.0.0.1:{tls}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\
+             [audio]\nbackend = \"null\"\n",
+            state.display(),
+            certs.cert.display(),
+            certs.key.display()
+        ),
+    )
+    .unwrap();
+    // `hark send` as a client of the TLS listener, with the hub's state dir
+    // (its admin secret) and a CA it trusts, or one it does not.
+    let client = |name: &str, ca: &std::path::Path| {
+        std::fs::write(
+            dir.path().join(name),
+            format!(
+                "state_dir = \"{}\"\n[mqtt]\nurl = \"mqtts://localhost:{tls}\"\n\
+                 ca_file = \"{}\"\n",
+                state.display(),
+                ca.display()
+            ),
+        )
+        .unwrap();
+    };
+    client("send.toml", &certs.ca);
+    client("wary.toml", &stranger.ca);
+    let hub = HubProcess::spawn(dir.path(), &dir.path().join("hark.toml"));
+    hark_tests::wait_online(plain, "hark");
+
+    // A socket that opens the TLS port and never says a word.
+    let _silent = std::net::TcpStream::connect(("127.0.0.1", tls)).unwrap();
+    let sent = run_hark(
+        dir.path(),
+        &["--config", "send.toml", "send", "hall", "system.cancel"],
+    );
+    assert!(
+        sent.status.success() && text(&sent.stdout).contains("\"status\": \"ok\""),
+        "over the embedded broker's TLS: {}{}",
+        text(&sent.stdout),
+        text(&sent.stderr)
+    );
+    let refused = run_hark(
+        dir.path(),
+        &["--config", "wary.toml", "send", "hall", "system.cancel"],
+    );
+    assert!(!refused.status.success());
+    let said = text(&refused.stderr);
+    assert!(
+        said.to_lowercase().contains("certificate"),
+        "names the certificate: {said}"
+    );
+    hub.terminate();
+
+    // A certificate file that is not one stops the hub at start, naming the key.
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let config = std::fs::read_to_string(dir.path().join("hark.toml"))
+        .unwrap()
+        .replace(
+            &certs.cert.display().to_string(),
+            &junk.display().to_string(),
+        );
+    std::fs::write(dir.path().join("junk.toml"), config).unwrap();
+    let out = run_hark(dir.path(), &["--config", "junk.toml", "run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("mqtt.tls_cert"),
+        "{}",
+        text(&out.stderr)
+    );
 }
