@@ -21,7 +21,7 @@
 //! - [`request`] — the typed request every adapter decodes into, and failures
 //! - [`admission`], [`fair`] — requests waiting and running, fair among satellites
 //! - [`mqtt`] — the broker link: client options, backoff, packet limits
-//! - `broker`: the embedded rumqttd (feature `embedded-broker`)
+//! - `broker`: the embedded MQTT broker (mqtt5) and its gate (feature `embedded-broker`)
 //! - [`dispatch`] — request -> reply, the one pipeline
 //! - [`registry`] — skills with their facts and compiled schemas, a plain container
 //! - [`policy`] — tiers, permissions, grants; pure decisions

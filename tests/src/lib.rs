@@ -70,6 +70,10 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        // HARK_KEEP_TEMP=1 keeps a failed test's files (a hub's hark.log) to read.
+        if std::env::var_os("HARK_KEEP_TEMP").is_some() {
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }

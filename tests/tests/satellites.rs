@@ -27,6 +27,23 @@ fn add(dir: &Path, id: &str) -> String {
     settings["password"].as_str().unwrap().to_string()
 }
 
+/// A config in a new directory with `mqtt` as its broker line, and
+/// satellites `kitchen` and `hall` registered: the directory and their passwords.
+fn registered(name: &str, mqtt: &str) -> (TempDir, String, String) {
+    let dir = TempDir::new(name);
+    std::fs::write(
+        dir.path().join("hark.toml"),
+        format!(
+            "state_dir = \"{}\"\n[mqtt]\n{mqtt}\n[audio]\nbackend = \"null\"\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let kitchen_pw = add(dir.path(), "kitchen");
+    let hall_pw = add(dir.path(), "hall");
+    (dir, kitchen_pw, hall_pw)
+}
+
 /// Writes the ACL files into `dir/mosquitto` and returns mosquitto's lines that use them.
 fn acl(dir: &Path) -> String {
     let out = run_hark(
@@ -153,18 +170,11 @@ async fn attack(port: u16, kitchen_pw: &str, hall_pw: &str) {
 
 #[test]
 fn on_mosquitto_with_the_generated_acl_each_satellite_is_bound_to_its_own_topics() {
-    let dir = TempDir::new("sat-mosquitto");
     let port = free_port();
-    std::fs::write(
-        dir.path().join("hark.toml"),
-        format!(
-            "state_dir = \"{}\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\n[audio]\nbackend = \"null\"\n",
-            dir.path().join("state").display()
-        ),
-    )
-    .unwrap();
-    let kitchen_pw = add(dir.path(), "kitchen");
-    let hall_pw = add(dir.path(), "hall");
+    let (dir, kitchen_pw, hall_pw) = registered(
+        "sat-mosquitto",
+        &format!("url = \"mqtt://127.0.0.1:{port}\""),
+    );
     let auth = acl(dir.path());
     // The household's own client, added beside Hark's part of both files.
     let passwd = dir.path().join("mosquitto/passwd");
@@ -265,18 +275,9 @@ async fn until_cut_off(port: u16, client_id: &str, login: (&str, &str)) {
 
 #[test]
 fn on_the_embedded_broker_each_satellite_is_bound_to_its_own_topics() {
-    let dir = TempDir::new("sat-embedded");
     let port = free_port();
-    std::fs::write(
-        dir.path().join("hark.toml"),
-        format!(
-            "state_dir = \"{}\"\n[mqtt]\nlisten = \"127.0.0.1:{port}\"\n[audio]\nbackend = \"null\"\n",
-            dir.path().join("state").display()
-        ),
-    )
-    .unwrap();
-    let kitchen_pw = add(dir.path(), "kitchen");
-    let hall_pw = add(dir.path(), "hall");
+    let (dir, kitchen_pw, hall_pw) =
+        registered("sat-embedded", &format!("listen = \"127.0.0.1:{port}\""));
     let hub = HubProcess::spawn(dir.path(), &dir.path().join("hark.toml"));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -6,6 +6,28 @@
 use hark_tests::{Certs, HubProcess, Mosquitto, Satellite, TempDir, free_port, run_hark, text};
 use serde_json::json;
 
+/// `hark send` with config `trusting` is answered over TLS; with `wary`,
+/// which trusts another CA, it is refused, naming the certificate.
+fn sends_and_is_refused(dir: &std::path::Path, trusting: &str, wary: &str) {
+    let sent = run_hark(
+        dir,
+        &["--config", trusting, "send", "hall", "system.cancel"],
+    );
+    assert!(
+        sent.status.success() && text(&sent.stdout).contains("\"status\": \"ok\""),
+        "over TLS: {}{}",
+        text(&sent.stdout),
+        text(&sent.stderr)
+    );
+    let refused = run_hark(dir, &["--config", wary, "send", "hall", "system.cancel"]);
+    assert!(!refused.status.success());
+    let said = text(&refused.stderr);
+    assert!(
+        said.to_lowercase().contains("certificate"),
+        "names the certificate: {said}"
+    );
+}
+
 #[test]
 fn the_hub_and_hark_send_talk_to_mosquitto_over_tls_and_trust_only_their_ca() {
     let dir = TempDir::new("tls-mosquitto");
@@ -52,32 +74,7 @@ fn the_hub_and_hark_send_talk_to_mosquitto_over_tls_and_trust_only_their_ca() {
         assert_eq!(reply["status"], "ok", "{reply}");
     });
 
-    let sent = run_hark(
-        dir.path(),
-        &["--config", "hark.toml", "send", "hall", "system.cancel"],
-    );
-    assert!(
-        sent.status.success(),
-        "over TLS: {}{}",
-        text(&sent.stdout),
-        text(&sent.stderr)
-    );
-    assert!(
-        text(&sent.stdout).contains("\"status\": \"ok\""),
-        "{}",
-        text(&sent.stdout)
-    );
-
-    let refused = run_hark(
-        dir.path(),
-        &["--config", "wary.toml", "send", "hall", "system.cancel"],
-    );
-    assert!(!refused.status.success());
-    let said = text(&refused.stderr);
-    assert!(
-        said.to_lowercase().contains("certificate"),
-        "names the certificate: {said}"
-    );
+    sends_and_is_refused(dir.path(), "hark.toml", "wary.toml");
 
     // `hark doctor` makes the same connection and says which way it went.
     let broker_line = |config: &str| {
@@ -188,26 +185,7 @@ fn the_embedded_broker_serves_tls_and_a_silent_socket_holds_no_one_up() {
 
     // A socket that opens the TLS port and never says a word.
     let _silent = std::net::TcpStream::connect(("127.0.0.1", tls)).unwrap();
-    let sent = run_hark(
-        dir.path(),
-        &["--config", "send.toml", "send", "hall", "system.cancel"],
-    );
-    assert!(
-        sent.status.success() && text(&sent.stdout).contains("\"status\": \"ok\""),
-        "over the embedded broker's TLS: {}{}",
-        text(&sent.stdout),
-        text(&sent.stderr)
-    );
-    let refused = run_hark(
-        dir.path(),
-        &["--config", "wary.toml", "send", "hall", "system.cancel"],
-    );
-    assert!(!refused.status.success());
-    let said = text(&refused.stderr);
-    assert!(
-        said.to_lowercase().contains("certificate"),
-        "names the certificate: {said}"
-    );
+    sends_and_is_refused(dir.path(), "send.toml", "wary.toml");
     hub.terminate();
 
     // A certificate file that is not one stops the hub at start, naming the key.
