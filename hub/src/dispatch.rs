@@ -314,20 +314,19 @@ impl Dispatcher {
                 }
                 ctx.answered = finished.answered;
                 // A timer the reply speaks of is on disk before it is spoken of.
-                if let Some(ticket) = finished.ticket {
-                    if let Err(e) = self.services().timers.settled(ticket).await {
-                        tracing::error!("{e}");
-                        return Err(Failure {
-                            status: Status::Error,
-                            code: ErrorCode::Storage,
-                            message: e.to_string(),
-                            details: Vec::new(),
-                            speech: Some(
-                                "The timers could not be saved, so nothing was changed."
-                                    .to_string(),
-                            ),
-                        });
-                    }
+                if let Some(ticket) = finished.ticket
+                    && let Err(e) = self.services().timers.settled(ticket).await
+                {
+                    tracing::error!("{e}");
+                    return Err(Failure {
+                        status: Status::Error,
+                        code: ErrorCode::Storage,
+                        message: e.to_string(),
+                        details: Vec::new(),
+                        speech: Some(
+                            "The timers could not be saved, so nothing was changed.".to_string(),
+                        ),
+                    });
                 }
                 // The gate refused one of its effects (audited with its
                 // rule): the request is denied, as a run the gate refuses is,

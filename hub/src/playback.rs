@@ -274,18 +274,18 @@ impl PlaybackService {
     pub fn stop(&self, satellite: &str) -> usize {
         let mut state = self.lock();
         let mut stopped = 0;
-        if state.hub.as_ref().is_some_and(|p| p.satellite == satellite) {
-            if let Some(p) = state.hub.take() {
-                // The watcher task sends playback_stopped when the sink confirms.
-                p.stopper.stop();
-                stopped += 1;
-            }
+        if state.hub.as_ref().is_some_and(|p| p.satellite == satellite)
+            && let Some(p) = state.hub.take()
+        {
+            // The watcher task sends playback_stopped when the sink confirms.
+            p.stopper.stop();
+            stopped += 1;
         }
-        if let Some(p) = state.satellites.remove(satellite) {
-            if p.until > tokio::time::Instant::now() {
-                self.stopped_event(satellite, p.protocol, &p.id, &p.sound, "cancelled");
-                stopped += 1;
-            }
+        if let Some(p) = state.satellites.remove(satellite)
+            && p.until > tokio::time::Instant::now()
+        {
+            self.stopped_event(satellite, p.protocol, &p.id, &p.sound, "cancelled");
+            stopped += 1;
         }
         stopped
     }

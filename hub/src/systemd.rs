@@ -44,10 +44,10 @@ impl Notifier {
 
     /// Sends `state` (`READY=1`, `WATCHDOG=1`, `STATUS=...`, newline-separated).
     pub fn notify(&self, state: &str) {
-        if let Some((socket, addr)) = &self.socket {
-            if let Err(e) = socket.send_to_addr(state.as_bytes(), addr) {
-                tracing::debug!("sd_notify {state:?}: {e}");
-            }
+        if let Some((socket, addr)) = &self.socket
+            && let Err(e) = socket.send_to_addr(state.as_bytes(), addr)
+        {
+            tracing::debug!("sd_notify {state:?}: {e}");
         }
     }
 }

@@ -229,10 +229,10 @@ impl AuditLog {
         let scanned = log.checkpointed;
         // Records written after the last checkpoint (the hub stopped before the next one) are
         // due for one; a log that is not what its checkpoint says is handled below.
-        if let Ok(Some(cp)) = &last_checkpoint {
-            if cp.size <= log.checkpointed {
-                log.checkpointed = cp.size;
-            }
+        if let Ok(Some(cp)) = &last_checkpoint
+            && cp.size <= log.checkpointed
+        {
+            log.checkpointed = cp.size;
         }
         let missing = match last_checkpoint {
             Err(reason) => Some(format!(

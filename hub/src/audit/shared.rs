@@ -72,12 +72,12 @@ impl Audit {
     pub fn write_out(&self, checkpoint: bool) -> Option<String> {
         let _disk = self.disk.lock().unwrap_or_else(|e| e.into_inner());
         let (sync, checkpoint) = self.jobs(checkpoint);
-        if let Some(job) = sync {
-            if let Err(e) = job.run() {
-                // A checkpoint must not name records that may not be on the disk.
-                tracing::error!("audit log: {e}");
-                return None;
-            }
+        if let Some(job) = sync
+            && let Err(e) = job.run()
+        {
+            // A checkpoint must not name records that may not be on the disk.
+            tracing::error!("audit log: {e}");
+            return None;
         }
         match checkpoint?.run() {
             Ok(note) => Some(note),

@@ -336,20 +336,20 @@ fn verify_lines<R: BufRead>(
                 segment: None,
             });
         }
-        if let Some((line, hash)) = at_head {
-            if hash != head.hash {
-                return Err(VerifyError {
-                    line,
-                    seq: Some(head.seq),
-                    reason: format!(
-                        "record does not match its head file, which says its hash is {}: the log \
+        if let Some((line, hash)) = at_head
+            && hash != head.hash
+        {
+            return Err(VerifyError {
+                line,
+                seq: Some(head.seq),
+                reason: format!(
+                    "record does not match its head file, which says its hash is {}: the log \
                          was rewritten from here or earlier",
-                        head.hash
-                    ),
-                    unreadable: false,
-                    segment: None,
-                });
-            }
+                    head.hash
+                ),
+                unreadable: false,
+                segment: None,
+            });
         }
     }
     Ok(VerifyReport {

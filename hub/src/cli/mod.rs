@@ -120,10 +120,10 @@ pub fn init(path: &Path, force: bool, listen: SocketAddr) -> Result<String, Init
 /// `hub.key` itself (its owner only).
 pub fn audit_key(config: &Config) -> Result<String, String> {
     use crate::audit::checkpoint::{KeyError, hub_key_path, hub_public_key_path, read_key};
-    if let Ok(text) = std::fs::read_to_string(hub_public_key_path(&config.state_dir)) {
-        if let Ok(key) = crate::signing::parse_key(text.trim()) {
-            return Ok(crate::signing::format_key(&key));
-        }
+    if let Ok(text) = std::fs::read_to_string(hub_public_key_path(&config.state_dir))
+        && let Ok(key) = crate::signing::parse_key(text.trim())
+    {
+        return Ok(crate::signing::format_key(&key));
     }
     let path = hub_key_path(&config.state_dir);
     match read_key(&path) {

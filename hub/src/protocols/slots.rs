@@ -45,10 +45,10 @@ pub fn args_for(intent: &str, skill: &str, pairs: Vec<(String, Value)>) -> Map<S
     let Some(verb) = skill.strip_prefix("timer.") else {
         return args;
     };
-    if !args.contains_key("label") {
-        if let Some(name) = args.remove("name") {
-            args.insert("label".into(), name);
-        }
+    if !args.contains_key("label")
+        && let Some(name) = args.remove("name")
+    {
+        args.insert("label".into(), name);
     }
     args.remove("area");
     compose_duration(&mut args, "");

@@ -425,10 +425,10 @@ impl Analysis {
                     }
                 }
                 "pattern" => {
-                    if let Value::String(p) = value {
-                        if p.len() > MAX_PATTERN_BYTES {
-                            return Err(pattern_too_long(&here, p.len()));
-                        }
+                    if let Value::String(p) = value
+                        && p.len() > MAX_PATTERN_BYTES
+                    {
+                        return Err(pattern_too_long(&here, p.len()));
                     }
                 }
                 _ => {}
@@ -450,38 +450,38 @@ impl Analysis {
             "minProperties",
             "maxProperties",
         ] {
-            if let Some(Value::Number(n)) = map.get(keyword) {
-                if n.as_u64().is_none() {
-                    let whole = n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0);
-                    let Some(f) = whole else {
-                        return Err(format!(
-                            "{keyword} at {} must be a whole number, not {n}",
-                            display(at)
-                        ));
-                    };
-                    // Beyond u64 no instance can reach it anyway.
-                    let fixed = if f >= u64::MAX as f64 {
-                        u64::MAX
-                    } else {
-                        f as u64
-                    };
-                    self.fixes
-                        .push((format!("{at}/{keyword}"), Value::from(fixed)));
-                }
-            }
-        }
-        if let Some(Value::Number(n)) = map.get("multipleOf") {
-            if !n.is_f64() {
-                let f = n.as_f64().unwrap_or(f64::NAN);
-                let Some(fixed) = serde_json::Number::from_f64(f).filter(|_| f > 0.0) else {
+            if let Some(Value::Number(n)) = map.get(keyword)
+                && n.as_u64().is_none()
+            {
+                let whole = n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0);
+                let Some(f) = whole else {
                     return Err(format!(
-                        "multipleOf at {} must be a number above 0, not {n}",
+                        "{keyword} at {} must be a whole number, not {n}",
                         display(at)
                     ));
                 };
+                // Beyond u64 no instance can reach it anyway.
+                let fixed = if f >= u64::MAX as f64 {
+                    u64::MAX
+                } else {
+                    f as u64
+                };
                 self.fixes
-                    .push((format!("{at}/multipleOf"), Value::Number(fixed)));
+                    .push((format!("{at}/{keyword}"), Value::from(fixed)));
             }
+        }
+        if let Some(Value::Number(n)) = map.get("multipleOf")
+            && !n.is_f64()
+        {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            let Some(fixed) = serde_json::Number::from_f64(f).filter(|_| f > 0.0) else {
+                return Err(format!(
+                    "multipleOf at {} must be a number above 0, not {n}",
+                    display(at)
+                ));
+            };
+            self.fixes
+                .push((format!("{at}/multipleOf"), Value::Number(fixed)));
         }
         Ok(())
     }

@@ -119,20 +119,20 @@ pub fn limits_problems(
 ) -> Vec<String> {
     let mut problems = Vec::new();
     if let Some(limits) = manifest.limits {
-        if let Some(t) = limits.timeout_ms {
-            if u128::from(t) > hub_timeout.as_millis() {
-                problems.push(format!(
-                    "limits.timeout_ms {t} is above the hub's {} ms; a manifest may only lower it",
-                    hub_timeout.as_millis()
-                ));
-            }
+        if let Some(t) = limits.timeout_ms
+            && u128::from(t) > hub_timeout.as_millis()
+        {
+            problems.push(format!(
+                "limits.timeout_ms {t} is above the hub's {} ms; a manifest may only lower it",
+                hub_timeout.as_millis()
+            ));
         }
-        if let Some(m) = limits.memory_mib {
-            if m > hub_memory_mib {
-                problems.push(format!(
+        if let Some(m) = limits.memory_mib
+            && m > hub_memory_mib
+        {
+            problems.push(format!(
                     "limits.memory_mib {m} is above the hub's {hub_memory_mib}; a manifest may only lower it"
                 ));
-            }
         }
     }
     problems
@@ -340,13 +340,13 @@ pub fn check_module(
                 "imports hark.{name} as something other than a function"
             )),
         }
-        if let Some(needs) = spec.needs {
-            if !permissions.iter().any(|p| covers(p, needs)) {
-                problems.push(format!(
+        if let Some(needs) = spec.needs
+            && !permissions.iter().any(|p| covers(p, needs))
+        {
+            problems.push(format!(
                     "imports hark.{name}, which needs the permission {}; the manifest does not declare it",
                     needs.permission()
                 ));
-            }
         }
     }
 

@@ -271,18 +271,18 @@ impl MessageJob {
             );
             return Err(self.reject(answer, intent, failure));
         }
-        if let Some(session) = &nlu.session_id {
-            if session.chars().count() > MAX_ID_LEN {
-                let problem = Problem::new(
-                    ErrorCode::BadId,
-                    "/sessionId",
-                    format!(
-                        "must be 1 to {MAX_ID_LEN} characters, got {}",
-                        session.chars().count()
-                    ),
-                );
-                return Err(self.reject(answer, intent, invalid(problem)));
-            }
+        if let Some(session) = &nlu.session_id
+            && session.chars().count() > MAX_ID_LEN
+        {
+            let problem = Problem::new(
+                ErrorCode::BadId,
+                "/sessionId",
+                format!(
+                    "must be 1 to {MAX_ID_LEN} characters, got {}",
+                    session.chars().count()
+                ),
+            );
+            return Err(self.reject(answer, intent, invalid(problem)));
         }
         let id = match nlu.session_id.as_deref().filter(|s| !s.is_empty()) {
             Some(session) => session.to_string(),

@@ -131,15 +131,15 @@ pub fn decode(
 /// `intent` when it is a JSON object within `max_payload`.
 pub fn known(satellite: &str, payload: &[u8], max_payload: usize) -> Known {
     let mut known = Known::new(satellite, Protocol::NATIVE);
-    if payload.len() <= max_payload {
-        if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(payload) {
-            known.id = map
-                .get("id")
-                .and_then(Value::as_str)
-                .filter(|id| valid_id(id))
-                .map(String::from);
-            known.intent = map.get("intent").and_then(Value::as_str).map(String::from);
-        }
+    if payload.len() <= max_payload
+        && let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(payload)
+    {
+        known.id = map
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| valid_id(id))
+            .map(String::from);
+        known.intent = map.get("intent").and_then(Value::as_str).map(String::from);
     }
     known
 }

@@ -167,15 +167,14 @@ pub fn answer(reply: &Reply) -> Event {
 /// What to say for `reply`: as Hermes says it, less the words about
 /// Rhasspy.
 fn spoken(reply: &Reply) -> Option<String> {
-    if reply.speech.is_none() {
-        if let Some(error) = &reply.error {
-            if matches!(
-                error.code,
-                ErrorCode::BadArgs | ErrorCode::BadText | ErrorCode::BadConfidence
-            ) {
-                return Some("Sorry, that request came to me garbled.".to_string());
-            }
-        }
+    if reply.speech.is_none()
+        && let Some(error) = &reply.error
+        && matches!(
+            error.code,
+            ErrorCode::BadArgs | ErrorCode::BadText | ErrorCode::BadConfidence
+        )
+    {
+        return Some("Sorry, that request came to me garbled.".to_string());
     }
     crate::protocols::hermes::mapping::spoken(reply)
 }
