@@ -358,9 +358,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let _ = tokio::task::spawn_blocking(move || audit.write_out(true)).await;
     let timers = dispatcher.services().timers.clone();
     let _ = tokio::task::spawn_blocking(move || timers.flush(Duration::from_secs(2))).await;
-    if let Some(embedded) = embedded {
-        embedded.stop().await;
-    }
+    // The embedded broker stops when `embedded` drops, here or on an early
+    // error return.
+    drop(embedded);
     tracing::info!("hark stopped");
     Ok(())
 }
@@ -442,23 +442,21 @@ struct EmbeddedBroker {
     watcher: tokio::task::JoinHandle<()>,
 }
 
+/// Stops the broker, blocking for the few milliseconds its thread takes to
+/// end (it runs its own runtime, so this thread's is not needed for it):
+/// a hub started again in the same process finds the port and the audit
+/// log free.
 #[cfg(feature = "embedded-broker")]
-impl EmbeddedBroker {
-    async fn stop(self) {
+impl Drop for EmbeddedBroker {
+    fn drop(&mut self) {
         self.watcher.abort();
-        let broker = self.broker;
-        let _ = tokio::task::spawn_blocking(move || broker.stop()).await;
+        self.broker.stop();
     }
 }
 
 #[cfg(not(feature = "embedded-broker"))]
 struct EmbeddedBroker {
     access: Arc<crate::satellites::gate::Access>,
-}
-
-#[cfg(not(feature = "embedded-broker"))]
-impl EmbeddedBroker {
-    async fn stop(self) {}
 }
 
 #[cfg(not(feature = "embedded-broker"))]

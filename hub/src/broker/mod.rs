@@ -170,9 +170,7 @@ impl BrokerHandle {
             }
         });
     }
-}
 
-impl BrokerHandle {
     /// Stops the broker and waits (blocking, up to 2 s) for its thread to
     /// end: its port is free and the gate it held is dropped when this
     /// returns, so a hub started again in the same process (tests, a
