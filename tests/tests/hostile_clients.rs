@@ -1,5 +1,6 @@
 //! Attacks from the network side, each written as an attacker would: forged
-//! log lines, a 200 MiB packet, a thousand idle sockets, one satellite
+//! log lines, a 200 MiB packet, a thousand idle sockets, a connection flood
+//! from one address, one satellite
 //! hogging the skill workers, and a timer flood from made-up satellite ids.
 //! Each asserts what the attacker must not get, and that the hub's other
 //! satellites are served meanwhile. Timing bounds are generous (CI machines
@@ -225,6 +226,71 @@ fn a_thousand_idle_sockets_do_not_lock_a_satellite_out() {
     let log = hub.log_text();
     assert!(log.contains("raised the open-files limit"), "{log}");
     assert!(!log.contains("Too many open files"), "{log}");
+}
+
+#[test]
+fn a_connection_flood_from_one_address_is_cut_to_its_allowance_and_others_connect() {
+    let dir = TempDir::new("accept-flood");
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        &format!("listen = \"127.0.0.1:{port}\""),
+        &Setup::default(),
+    );
+    let hub = HubProcess::spawn(dir.path(), &config);
+    wait_online(port, "hark");
+    runtime().block_on(async {
+        // The attacker: another address (127.0.0.2, loopback but not this
+        // machine's own), opening sockets as fast as it can.
+        let started = Instant::now();
+        let mut flood = Vec::new();
+        for _ in 0..200 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+            if let Ok(stream) = socket.connect(([127, 0, 0, 1], port).into()).await {
+                flood.push(stream);
+            }
+        }
+        let seconds = started.elapsed().as_secs() + 1;
+        // A socket the hub closed reads end-of-file; one it kept waits for CONNECT.
+        let mut kept = 0;
+        for stream in &mut flood {
+            let mut byte = [0u8; 1];
+            let read = tokio::time::timeout(
+                Duration::from_millis(200),
+                tokio::io::AsyncReadExt::read(stream, &mut byte),
+            )
+            .await;
+            if read.is_err() {
+                kept += 1;
+            }
+        }
+        eprintln!(
+            "{} of {} sockets from one address kept, opened in {:?}",
+            kept,
+            flood.len(),
+            started.elapsed()
+        );
+        assert!(
+            flood.len() > 100,
+            "the flood opened {} sockets",
+            flood.len()
+        );
+        let allowance = hark_hub::broker::ACCEPTS_PER_SOURCE_PER_SECOND as u64 * (seconds + 1);
+        assert!(
+            (kept as u64) <= allowance,
+            "{kept} sockets kept from one address in {seconds} s (allowance {allowance})"
+        );
+        // This machine's satellite is answered meanwhile.
+        let mut kitchen = Satellite::connect(port, "hark", "kitchen").await;
+        let reply = kitchen.request("system.cancel", json!({})).await;
+        assert_eq!(reply["status"], "ok", "{reply}");
+    });
+    let log = hub.log_text();
+    assert!(
+        log.contains("closes connections from this address") && log.contains("127.0.0.2"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -6,13 +6,17 @@
 //! cuts clients off at run time.
 //! docs/broker.md says why this library and what it cannot do.
 //!
-//! Every accepted socket gets `TCP_NODELAY` (mqtt5 sets it on the plain
-//! listener's, [`tls`] on its own): with Nagle on, a satellite's request and
-//! the hub's reply stall ~40 ms on delayed ACKs.
+//! Hark accepts on both listeners itself ([`listener`]) and hands each
+//! connection to mqtt5: every accepted socket gets `TCP_NODELAY` (with Nagle
+//! on, a satellite's request and the hub's reply stall ~40 ms on delayed
+//! ACKs), one address's connection rate is limited, and TLS handshakes have
+//! a deadline.
 
 mod clients;
+mod listener;
 mod provider;
-mod tls;
+
+pub use listener::{ACCEPTS_PER_SOURCE_PER_SECOND, HANDSHAKE_TIMEOUT};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -205,8 +209,12 @@ fn lock<T>(clients: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// a socket that sends no CONNECT within [`CONNECT_TIMEOUT`] is closed, and
 /// at most [`ACCEPTS_PER_SECOND`] new sockets are accepted a second.
 pub fn start(settings: &Settings, access: Arc<Access>) -> Result<BrokerHandle, BrokerError> {
-    ensure_free(settings.listen, "mqtt.listen")?;
-    let tls = settings.tls.as_ref().map(tls::Listener::open).transpose()?;
+    let plain = listener::Listener::plain(settings.listen)?;
+    let tls = settings
+        .tls
+        .as_ref()
+        .map(listener::Listener::tls)
+        .transpose()?;
 
     let config = broker_config(settings);
     let limits = ResourceLimits {
@@ -242,7 +250,8 @@ pub fn start(settings: &Settings, access: Arc<Access>) -> Result<BrokerHandle, B
                 tx: ready_tx,
                 thread: slot,
             };
-            runtime.block_on(serve(config, limits, provider, clients, tls, ready));
+            let listeners = [Some(plain), tls].into_iter().flatten().collect();
+            runtime.block_on(serve(config, limits, provider, clients, listeners, ready));
         })
         .map_err(BrokerError::Thread)?;
     *lock(&thread) = Some(joined);
@@ -275,7 +284,7 @@ async fn serve(
     limits: ResourceLimits,
     provider: Arc<GateProvider>,
     clients: Arc<Mutex<Clients>>,
-    tls: Option<tls::Listener>,
+    listeners: Vec<listener::Listener>,
     ready: Ready,
 ) {
     let auth: Arc<dyn mqtt5::broker::auth::AuthProvider> = provider;
@@ -294,9 +303,9 @@ async fn serve(
         shutdown: broker.shutdown_handle(),
         thread: ready.thread,
     };
-    if let Some(tls) = tls {
-        let parts = tls::Parts::of(&broker, Arc::new(config), auth);
-        tokio::spawn(tls::serve(tls, parts));
+    let parts = Arc::new(listener::Parts::of(&broker, Arc::new(config), auth));
+    for listener in listeners {
+        tokio::spawn(listener::serve(listener, Arc::clone(&parts)));
     }
     tokio::spawn(forget_gone_clients(handle.clone()));
     let _ = ready.tx.send(Ok(handle));
@@ -308,7 +317,10 @@ async fn serve(
 fn broker_config(settings: &Settings) -> BrokerConfig {
     let packet_limit = crate::mqtt::packet_limit(settings.max_payload);
     let mut config = BrokerConfig::default()
-        .with_bind_address(settings.listen)
+        // mqtt5 must have a listener of its own; this one, on an ephemeral
+        // loopback port nobody is told of, stays idle (and meets the same
+        // gate). Clients reach the broker through Hark's [`listener`]s.
+        .with_bind_address(SocketAddr::from(([127, 0, 0, 1], 0)))
         .with_max_clients(max_connections(settings.open_files))
         .with_max_packet_size(packet_limit)
         .with_max_retained_messages(MAX_RETAINED)
