@@ -40,6 +40,20 @@ const CHATTY: &str = r#"(module
     (call $log (i32.const 1) (i32.const 64) (i32.const 30))
     (i64.const 19)))"#;
 
+/// A hub process with its embedded broker on a free port, online.
+fn embedded_hub(name: &str) -> (TempDir, u16, HubProcess) {
+    let dir = TempDir::new(name);
+    let port = free_port();
+    let config = write_config(
+        dir.path(),
+        &format!("listen = \"127.0.0.1:{port}\""),
+        &Setup::default(),
+    );
+    let hub = HubProcess::spawn(dir.path(), &config);
+    wait_online(port, "hark");
+    (dir, port, hub)
+}
+
 #[test]
 fn a_newline_in_an_intent_name_or_a_skill_log_does_not_start_a_log_line() {
     let dir = TempDir::new("log-forging");
@@ -230,15 +244,7 @@ fn a_thousand_idle_sockets_do_not_lock_a_satellite_out() {
 
 #[test]
 fn a_connection_flood_from_one_address_is_cut_to_its_allowance_and_others_connect() {
-    let dir = TempDir::new("accept-flood");
-    let port = free_port();
-    let config = write_config(
-        dir.path(),
-        &format!("listen = \"127.0.0.1:{port}\""),
-        &Setup::default(),
-    );
-    let hub = HubProcess::spawn(dir.path(), &config);
-    wait_online(port, "hark");
+    let (_dir, port, hub) = embedded_hub("accept-flood");
     runtime().block_on(async {
         // The attacker: another address (127.0.0.2, loopback but not this
         // machine's own), opening sockets as fast as it can.
@@ -374,15 +380,7 @@ fn p99(samples: &mut [Duration]) -> Duration {
 
 #[test]
 fn a_timer_flood_from_made_up_satellites_is_capped_and_others_are_served() {
-    let dir = TempDir::new("timer-flood");
-    let port = free_port();
-    let config = write_config(
-        dir.path(),
-        &format!("listen = \"127.0.0.1:{port}\""),
-        &Setup::default(),
-    );
-    let hub = HubProcess::spawn(dir.path(), &config);
-    wait_online(port, "hark");
+    let (dir, port, hub) = embedded_hub("timer-flood");
     let limits = hark_hub::timers::TimerLimits::default();
     let rt = runtime();
     rt.block_on(async {
@@ -453,7 +451,7 @@ fn a_timer_flood_from_made_up_satellites_is_capped_and_others_are_served() {
     let status = hub.terminate();
     assert!(status.success(), "{status}");
     let started = Instant::now();
-    let hub = HubProcess::spawn(dir.path(), &config);
+    let hub = HubProcess::spawn(dir.path(), &dir.path().join("hark.toml"));
     wait_online(port, "hark");
     eprintln!(
         "restart with {} timers: online after {:?}",

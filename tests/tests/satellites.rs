@@ -213,17 +213,7 @@ fn on_mosquitto_with_the_generated_acl_each_satellite_is_bound_to_its_own_topics
         assert!(out.status.success(), "{}", text(&out.stderr));
         acl(dir.path());
         mosquitto.reload();
-        let deadline = std::time::Instant::now() + PATIENCE;
-        while try_login(port, "hall-again", Some(("hall", &hall_pw)))
-            .await
-            .is_ok()
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "hall still logs in after removal"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        until_refused(port, ("hall", &hall_pw), "hall still logs in after removal").await;
         // What the household added survived the rewrite.
         try_login(port, "ha", Some(("homeassistant", "ha-secret")))
             .await
@@ -247,6 +237,15 @@ fn on_mosquitto_with_the_generated_acl_each_satellite_is_bound_to_its_own_topics
             .any(|r| r["satellite"] == "hall" && r["status"] == "ok")
     );
     hub.terminate();
+}
+
+/// Waits until the broker refuses `login`, or panics with `still` after [`PATIENCE`].
+async fn until_refused(port: u16, login: (&str, &str), still: &str) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while try_login(port, "login-again", Some(login)).await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "{still}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Connects as `login`, runs `cut` once connected, and returns once the
@@ -328,17 +327,12 @@ fn on_the_embedded_broker_each_satellite_is_bound_to_its_own_topics() {
         assert!(out.status.success(), "{}", text(&out.stderr));
         let rotated: Value = serde_json::from_slice(&out.stdout).unwrap();
         let new_pw = rotated["password"].as_str().unwrap();
-        let deadline = std::time::Instant::now() + PATIENCE;
-        while try_login(port, "kitchen-old", Some(("kitchen", &kitchen_pw)))
-            .await
-            .is_ok()
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the old password still works after rotate"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        until_refused(
+            port,
+            ("kitchen", &kitchen_pw),
+            "the old password still works after rotate",
+        )
+        .await;
         try_login(port, "kitchen-new", Some(("kitchen", new_pw)))
             .await
             .unwrap();
