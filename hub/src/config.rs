@@ -62,6 +62,7 @@ pub struct RawConfig {
     pub wyoming: RawWyoming,
     pub timers: RawTimers,
     pub confirm: RawConfirm,
+    pub net: RawNet,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,6 +123,51 @@ pub struct RawTimers {
     pub max_per_satellite: Option<usize>,
     pub max_satellites: Option<usize>,
     pub max_total: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawNet {
+    pub ca_file: String,
+    pub http_response_kib: Option<u32>,
+}
+
+/// `[net]`: brokered HTTP for `net.http` skills (SPEC §11).
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// `net.ca_file`: trust roots added to the system's, read with the config.
+    pub ca_file: Option<PathBuf>,
+    pub ca_certs: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// Largest response body a skill is handed, in KiB; a manifest's
+    /// `limits.http_response_kib` may only lower it.
+    pub http_response_kib: u32,
+}
+
+impl RawNet {
+    fn validate(self) -> Result<NetConfig, ConfigError> {
+        let http_response_kib = match self.http_response_kib {
+            None => crate::http::DEFAULT_RESPONSE_KIB,
+            Some(n @ 1..=16_384) => n,
+            Some(n) => {
+                return Err(invalid(
+                    "net.http_response_kib",
+                    format!("{n} is outside 1..=16384 (KiB of one response body)"),
+                ));
+            }
+        };
+        let ca_file = (!self.ca_file.is_empty()).then(|| PathBuf::from(self.ca_file));
+        let ca_certs = match &ca_file {
+            None => Vec::new(),
+            Some(path) => {
+                crate::http::Client::read_ca_file(path).map_err(|m| invalid("net.ca_file", m))?
+            }
+        };
+        Ok(NetConfig {
+            ca_file,
+            ca_certs,
+            http_response_kib,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -281,6 +327,7 @@ pub struct Config {
     pub wyoming: WyomingConfig,
     pub timers: crate::timers::TimerLimits,
     pub confirm: ConfirmConfig,
+    pub net: NetConfig,
 }
 
 impl Config {
@@ -458,6 +505,7 @@ impl RawConfig {
             wyoming,
             timers: self.timers.validate()?,
             confirm: self.confirm.validate()?,
+            net: self.net.validate()?,
         })
     }
 }

@@ -143,6 +143,7 @@ pub fn assemble(config: &Config) -> Result<Assembly, HubError> {
             outbox: outbox.clone(),
             topics: topics.clone(),
             secrets: Arc::new(SecretStore::new(config.state_dir.join("secrets.toml"))),
+            http: Arc::new(crate::http::Client::new(config.net.ca_certs.clone())),
         },
     });
 

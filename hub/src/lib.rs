@@ -28,6 +28,7 @@
 //! - [`effects`] — every effect a skill can cause, each behind the gate; kv, secrets
 //! - [`builtin_host`] — the built-in skills' way to the effects
 //! - [`timers`], [`playback`], [`inflight`]: what effects act on
+//! - [`http`] — brokered HTTP for `net.http` skills: the granted origin only, within the call's deadline
 //! - [`audio`] — sounds, WAV files, cpal or null output
 //! - [`sandbox`] — WebAssembly skills in wasmi: limits, host functions, workers
 //! - [`loader`], [`signing`] — fills the registry: built-ins, then `skills.dir`, signatures
@@ -52,6 +53,7 @@ pub mod effects;
 pub mod events;
 mod fair;
 mod fsutil;
+pub mod http;
 pub mod hub;
 pub mod inflight;
 mod loader;

@@ -281,6 +281,7 @@ fn load_reusing(
         &manifest,
         config.skills.timeout,
         config.skills.memory_mib,
+        config.net.http_response_kib,
     ));
     if !problems.is_empty() {
         return Err(fail(problems.join("; ")));
@@ -314,6 +315,10 @@ fn load_reusing(
             config.skills.timeout,
             config.skills.memory_mib,
             fuel_per_ms,
+        )
+        .http_response(
+            info.manifest.limits.and_then(|l| l.http_response_kib),
+            config.net.http_response_kib,
         );
         let explain = |p: Vec<String>| {
             fail(format!(

@@ -65,6 +65,9 @@ pub struct Limits {
     pub timeout_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mib: Option<u32>,
+    /// Largest response body `net.http` hands the skill, in KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_response_kib: Option<u32>,
 }
 
 fn empty_args_schema() -> Value {
@@ -162,6 +165,9 @@ impl Manifest {
             }
             if limits.memory_mib == Some(0) {
                 problem("limits.memory_mib", "must be at least 1".to_string());
+            }
+            if limits.http_response_kib == Some(0) {
+                problem("limits.http_response_kib", "must be at least 1".to_string());
             }
         }
         problems
@@ -295,15 +301,9 @@ impl Permission {
                 Ok(Permission::SecretsRead(id.to_string()))
             }
             "net.http" => {
-                let host = need_arg("host")?;
-                if host.len() > 253
-                    || !host
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
-                {
-                    return Err(format!("\"{host}\" is not a host name"));
-                }
-                Ok(Permission::NetHttp(host.to_ascii_lowercase()))
+                let grant = need_arg("host")?;
+                let origin = HttpOrigin::of_grant(grant)?;
+                Ok(Permission::NetHttp(origin.grant()))
             }
             _ => Err(format!(
                 "unknown permission \"{text}\"; the catalog is log, kv, timer, audio.play, \
@@ -336,6 +336,123 @@ impl fmt::Display for Permission {
             Permission::NetHttp(host) => write!(f, "net.http:{host}"),
         }
     }
+}
+
+/// Where a `net.http` grant lets a skill go: one scheme, host and port.
+/// The grant is `host`, `host:port` or `http://host[:port]`; HTTPS (port 443)
+/// unless it says `http://` (port 80).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HttpOrigin {
+    /// `false` only when the grant says `http://`.
+    pub tls: bool,
+    /// A lower-case host name or an IPv4 address.
+    pub host: String,
+    pub port: u16,
+}
+
+impl HttpOrigin {
+    /// Parses the argument of `net.http:<grant>`.
+    pub fn of_grant(grant: &str) -> Result<HttpOrigin, String> {
+        let (tls, rest) = match grant.split_once("://") {
+            None => (true, grant),
+            Some(("http", rest)) => (false, rest),
+            Some(("https", rest)) => (true, rest),
+            Some((scheme, _)) => {
+                return Err(format!(
+                    "\"{grant}\": the scheme \"{scheme}\" is not http:// or https://"
+                ));
+            }
+        };
+        if rest.contains(['/', '?', '#', '@']) {
+            return Err(format!(
+                "\"{grant}\" must be a host with an optional port (\"api.example.org\", \
+                 \"api.example.org:8443\", \"http://192.168.1.5:8123\"), not a URL"
+            ));
+        }
+        let (host, port) = split_port(rest, tls).map_err(|e| format!("\"{grant}\": {e}"))?;
+        Ok(HttpOrigin { tls, host, port })
+    }
+
+    /// The origin of an absolute `http://` or `https://` URL, and the rest
+    /// of it (the path and query, `/` when empty; a fragment dropped).
+    pub fn of_url(url: &str) -> Result<(HttpOrigin, String), String> {
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            (false, rest)
+        } else {
+            return Err(format!("\"{url}\" is not an http:// or https:// URL"));
+        };
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        if authority.contains('@') {
+            return Err(format!(
+                "\"{url}\": user names and passwords in URLs are refused"
+            ));
+        }
+        let (host, port) = split_port(authority, tls).map_err(|e| format!("\"{url}\": {e}"))?;
+        let tail = tail.split('#').next().unwrap_or("");
+        if tail.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(format!(
+                "\"{url}\": spaces and control characters must be percent-encoded"
+            ));
+        }
+        let path = match tail {
+            "" => "/".to_string(),
+            t if t.starts_with('?') => format!("/{t}"),
+            t => t.to_string(),
+        };
+        Ok((HttpOrigin { tls, host, port }, path))
+    }
+
+    /// The port a URL of this scheme has when it names none.
+    pub fn default_port(tls: bool) -> u16 {
+        if tls { 443 } else { 80 }
+    }
+
+    /// The canonical grant: `host`, `host:port`, `http://host[:port]`.
+    pub fn grant(&self) -> String {
+        let scheme = if self.tls { "" } else { "http://" };
+        if self.port == HttpOrigin::default_port(self.tls) {
+            format!("{scheme}{}", self.host)
+        } else {
+            format!("{scheme}{}:{}", self.host, self.port)
+        }
+    }
+
+    /// `Host` header value: the host, and the port when it is not the default.
+    pub fn authority(&self) -> String {
+        if self.port == HttpOrigin::default_port(self.tls) {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// `host[:port]` into a checked lower-case host and a port.
+fn split_port(authority: &str, tls: bool) -> Result<(String, u16), String> {
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) => {
+            let port: u16 = port
+                .parse()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("\"{port}\" is not a port (1 to 65535)"))?;
+            (host, port)
+        }
+        None => (authority, HttpOrigin::default_port(tls)),
+    };
+    if host.is_empty()
+        || host.len() > 253
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+        || host.starts_with(['.', '-'])
+    {
+        return Err(format!("\"{host}\" is not a host name or an IPv4 address"));
+    }
+    Ok((host.to_ascii_lowercase(), port))
 }
 
 /// An MQTT topic filter: non-empty, `+` fills a whole level, `#` only last.
@@ -443,6 +560,26 @@ mod tests {
                 .risk(),
             Risk::High
         );
+        for (grant, canonical) in [
+            ("net.http:API.example.com", "net.http:api.example.com"),
+            ("net.http:api.example.com:443", "net.http:api.example.com"),
+            ("net.http:https://api.example.com:8443", "net.http:api.example.com:8443"),
+            ("net.http:http://192.168.1.5:80", "net.http:http://192.168.1.5"),
+            ("net.http:http://192.168.1.5:8123", "net.http:http://192.168.1.5:8123"),
+        ] {
+            assert_eq!(Permission::parse(grant).unwrap().to_string(), canonical);
+        }
+        for bad in [
+            "net.http:ftp://x",
+            "net.http:x/path",
+            "net.http:x:0",
+            "net.http:x:70000",
+            "net.http:user@x",
+            "net.http:-x",
+            "net.http:[::1]",
+        ] {
+            assert!(Permission::parse(bad).is_err(), "{bad}");
+        }
         assert!(Permission::parse("kv:extra").is_err());
         assert!(Permission::parse("mqtt.publish").is_err());
         assert!(Permission::parse("mqtt.publish:").is_err());

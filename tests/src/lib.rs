@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub mod hermes;
+pub mod http_server;
 pub mod python;
 pub mod skills;
 pub mod wyoming;

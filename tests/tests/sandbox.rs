@@ -558,7 +558,7 @@ fn trusted_refuses_a_high_risk_permission_without_a_grant() {
 }
 
 #[test]
-fn net_http_loads_when_granted_and_says_it_is_not_supported() {
+fn net_http_loads_when_declared_and_a_request_that_is_not_json_is_invalid() {
     let import =
         r#"(import "hark" "http_request" (func $http (param i32 i32 i32 i32) (result i32)))"#;
     let module = probe(
@@ -569,7 +569,7 @@ fn net_http_loads_when_granted_and_says_it_is_not_supported() {
     let manifest = json!({"trusted": true, "permissions": ["net.http:api.example.com"]});
     let (reply, entry) = reply_of_hostile("fetcher", &wat(&module), manifest);
     assert_eq!(entry["enabled"], true);
-    assert_eq!(reply["speech"], "unsupported", "{reply}");
+    assert_eq!(reply["speech"], "invalid", "{reply}");
 }
 
 #[test]

@@ -59,6 +59,8 @@ pub enum Kind {
     Error,
     /// The hub found at start that its log does not hold what its last checkpoint says it did.
     Gap,
+    /// A request a skill had the hub make (`net.http`).
+    Http,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

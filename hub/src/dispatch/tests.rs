@@ -677,6 +677,7 @@ fn with_broken_sound(t: &TestEnv) -> Arc<Env> {
             outbox: s.outbox.clone(),
             topics: s.topics.clone(),
             secrets: s.secrets.clone(),
+            http: s.http.clone(),
         },
     })
 }

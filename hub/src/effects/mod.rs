@@ -1,6 +1,6 @@
 //! The effects layer: everything a skill can cause outside itself — start,
 //! list or cancel its satellite's timers, play or stop a sound, publish to
-//! MQTT, use its key/value store, read a secret, (later) HTTP — one function
+//! MQTT, use its key/value store, read a secret, make an HTTP request — one function
 //! each on [`Effects`], whether a built-in skill asks (through
 //! [`crate::builtin_host`]) or a WebAssembly one (through the sandbox's host
 //! functions).
@@ -67,6 +67,8 @@ pub struct Services {
     pub topics: Topics,
     /// `<state_dir>/secrets.toml`, read once and kept until it changes.
     pub secrets: Arc<SecretStore>,
+    /// Brokered HTTP for `net.http` skills.
+    pub http: Arc<crate::http::Client>,
 }
 
 /// What every effect needs besides its skill: the tier the gate decides
@@ -133,11 +135,15 @@ pub enum PublishError {
     QueueFull,
 }
 
-/// Why an HTTP request was not made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why an allowed HTTP request brought no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HttpError {
-    /// This hub makes no HTTP requests yet (`net.http` loads, and is gated).
-    Unsupported,
+    /// The call's deadline came first.
+    Deadline,
+    /// The response body is over the call's cap.
+    TooLarge(String),
+    /// The network, TLS or the server failed.
+    Failed(String),
 }
 
 /// The effects of one skill for one request (a built-in's) or one call (a
@@ -449,18 +455,106 @@ impl Effects {
         Ok(self.env.services.secrets.read(id))
     }
 
-    /// Brokered HTTP (`net.http:<host>`): the gate is asked, but this hub
-    /// makes no request yet.
-    pub fn http_request(&mut self) -> Result<Infallible, Refused<HttpError>> {
-        let declared: Vec<Permission> = self
+    /// Brokered HTTP (`net.http:<grant>`, SPEC §11): `ask` goes to its
+    /// origin only when a declared permission names that origin and the gate
+    /// allows it; the rules of [`crate::http`] refuse the rest (audited like
+    /// any denial). Every request made is audited: origin, method, status,
+    /// bytes; its path and body only in the convenient tier.
+    pub fn http_request(
+        &mut self,
+        ask: &crate::http::Ask,
+        deadline: std::time::Instant,
+        max_body: usize,
+    ) -> Result<crate::http::Answer, Refused<HttpError>> {
+        use crate::http::Failure;
+        let grant = ask.origin.grant();
+        let declared: Vec<&String> = self
             .skill
             .permissions
             .iter()
-            .filter(|p| matches!(p, Permission::NetHttp(_)))
-            .cloned()
+            .filter_map(|p| match p {
+                Permission::NetHttp(g) => Some(g),
+                _ => None,
+            })
             .collect();
-        self.allow_any(&declared)?;
-        Err(Refused::Failed(HttpError::Unsupported))
+        let candidates: Vec<Permission> = declared
+            .iter()
+            .filter(|g| ***g == grant)
+            .map(|g| Permission::NetHttp((*g).clone()))
+            .collect();
+        if candidates.is_empty() && !declared.is_empty() {
+            let names: Vec<String> = declared.iter().map(|g| format!("net.http:{g}")).collect();
+            let reason = format!(
+                "http_request: {grant} is not a granted origin; the manifest declares {} \
+                 (scheme and port count: https unless the grant says http://, port 443 or 80 \
+                 unless it names one)",
+                names.join(", ")
+            );
+            return Err(self.deny("net.http.host", reason).into());
+        }
+        self.allow_any(&candidates)?;
+        let started = std::time::Instant::now();
+        let result = self.env.services.http.send(ask, deadline, max_body);
+        let (status, detail) = match &result {
+            Ok(answer) => (
+                answer.status.to_string(),
+                format!(
+                    "{} bytes{}",
+                    answer.body.len(),
+                    match answer.redirects {
+                        0 => String::new(),
+                        n => format!(", {n} redirect{}", if n == 1 { "" } else { "s" }),
+                    }
+                ),
+            ),
+            Err(Failure::Refused { rule, .. }) => ("refused".into(), (*rule).to_string()),
+            Err(Failure::Deadline) => ("timeout".into(), "cut at the call's deadline".into()),
+            Err(Failure::TooLarge(m) | Failure::Failed(m)) => ("failed".into(), m.clone()),
+        };
+        let full = self.env.tier == Tier::Convenient;
+        let message = format!(
+            "{} {}{} -> {status}: {detail}, {} bytes sent, {} ms",
+            ask.method.as_str(),
+            if ask.origin.tls {
+                "https://"
+            } else {
+                "http://"
+            },
+            if full {
+                format!("{}{}", ask.origin.authority(), ask.path)
+            } else {
+                ask.origin.authority()
+            },
+            ask.body.len(),
+            started.elapsed().as_millis()
+        );
+        let body = match (&result, full) {
+            (Ok(answer), true) => {
+                let text = String::from_utf8_lossy(&answer.body);
+                Some(serde_json::json!({"body": text.chars().take(1024).collect::<String>()}))
+            }
+            _ => None,
+        };
+        self.env.audit.record(&audit::Record {
+            kind: audit::Kind::Http,
+            satellite: Some(self.satellite.clone()),
+            request_id: Some(self.request_id.clone()),
+            skill: Some(self.skill.name.clone()),
+            decision: Some(audit::Decision::Allow),
+            rule: Some(format!("net.http:{grant}")),
+            status: Some(status),
+            message: Some(message),
+            result: body,
+            ..Default::default()
+        });
+        result.map_err(|failure| match failure {
+            Failure::Refused { rule, reason } => {
+                Refused::Denied(self.deny(rule, format!("http_request: {reason}")))
+            }
+            Failure::Deadline => Refused::Failed(HttpError::Deadline),
+            Failure::TooLarge(m) => Refused::Failed(HttpError::TooLarge(m)),
+            Failure::Failed(m) => Refused::Failed(HttpError::Failed(m)),
+        })
     }
 
     /// The end of the request or call: one audit record for the denials not
@@ -619,6 +713,7 @@ pub(crate) mod testing {
                 outbox,
                 topics,
                 secrets: Arc::new(SecretStore::new(dir.join("secrets.toml"))),
+                http: Arc::new(crate::http::Client::new(Vec::new())),
             };
             let env = Arc::new(Env {
                 tier,

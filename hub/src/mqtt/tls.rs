@@ -13,7 +13,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 pub type TlsError = (&'static str, String);
 
 /// The certificates in a PEM file; none is an error.
-fn certificates(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn certificates(
+    key: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let read = CertificateDer::pem_file_iter(path)
         .map_err(|e| (key, format!("cannot read {}: {e}", path.display())))?;
     let certs = read

@@ -83,6 +83,11 @@ impl Budget {
         }
     }
 
+    /// When the call must end: what a host call that waits (HTTP) waits until.
+    pub(super) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
     /// Whether the call may go on: not cancelled, not past its deadline.
     pub(super) fn check(&self) -> Result<(), Stop> {
         if self.cancel.is_raised() {
@@ -153,6 +158,7 @@ pub fn call(
 ) -> Outcome {
     let started = Instant::now();
     state.budget = Budget::new(limits, started, cancel.clone());
+    state.http_response_bytes = limits.http_response_bytes;
     state.limits = StoreLimitsBuilder::new()
         .memory_size(limits.memory_bytes)
         .memories(1)
@@ -204,6 +210,10 @@ fn run(
     })?;
 
     let packed = metered(store, &handle, (ptr, len), limits)?;
+    // A reply made after the deadline (a host call that waited until it,
+    // answered `limit`, and the skill returned at once) is still late.
+    let budget = &store.data().budget;
+    budget.check().map_err(|stop| budget.error(stop))?;
     let (out_ptr, out_len) = abi::unpack(packed);
     if out_len as usize > MAX_OUTPUT {
         return Err(CallError::BadOutput(format!(
@@ -327,6 +337,7 @@ mod tests {
             fuel,
             slice: 100,
             memory_bytes: 1 << 20,
+            http_response_bytes: 1024,
         }
     }
 

@@ -28,7 +28,6 @@
 //! for the work it is about to do; then the effects layer asks the gate, and
 //! acts.
 
-use std::convert::Infallible;
 use std::time::Duration;
 
 use hark_skill_sdk::abi::{self, Code};
@@ -98,6 +97,9 @@ pub mod cost {
     pub const MESSAGE: u64 = 20_000;
     /// Per sound played: a file read and decoded, or sent to a satellite.
     pub const PLAYBACK: u64 = 1_000_000;
+    /// Per HTTP request made (the waiting is paid in wall-clock time, from
+    /// the call's deadline), plus [`BYTE`] per byte of the answer.
+    pub const HTTP_REQUEST: u64 = 200_000;
 }
 
 /// Why a host function stopped the whole call. It travels as a wasmi host
@@ -216,6 +218,12 @@ pub struct CallState {
     pub(super) budget: Budget,
     last_error: String,
     used: Used,
+    /// Largest response body `http_request` hands over (set by `exec::call`).
+    pub(super) http_response_bytes: usize,
+    /// The last HTTP answer too big for the skill's buffer, with the request
+    /// it answered: asked again (with a bigger buffer), it is handed over
+    /// without a second request to the server.
+    http_kept: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl CallState {
@@ -228,6 +236,8 @@ impl CallState {
             budget: Budget::spent(),
             last_error: String::new(),
             used: Used::default(),
+            http_response_bytes: 0,
+            http_kept: None,
         }
     }
 
@@ -884,8 +894,11 @@ fn secret_read(
     }
 }
 
-/// `http_request(req, req_len, out, cap)`: asks the gate, then answers
-/// `Unsupported` (this hub makes no HTTP requests yet).
+/// `http_request(req, req_len, out, cap)`: the request JSON of SPEC §11,
+/// made by the hub to a granted origin (see [`crate::http`]) within the
+/// call's deadline; the answer JSON is written to `out`. An answer that does
+/// not fit is kept, and handed over when the skill asks the same again with
+/// room for it.
 fn http_request(
     mut caller: Caller<'_, CallState>,
     rp: i32,
@@ -896,26 +909,81 @@ fn http_request(
     enter(&mut caller, HostFn::HttpRequest)?;
     range(&caller, "http_request", rp, rl)?;
     range(&caller, "http_request", out, cap)?;
+    if rl as usize > crate::http::MAX_ASK {
+        let message = format!(
+            "http_request: the request is {rl} bytes; the limit is {} (a body of at most {} KiB)",
+            crate::http::MAX_ASK,
+            crate::http::MAX_REQUEST_BODY / 1024
+        );
+        return Ok(caller.data_mut().fail(Code::TooLarge, message));
+    }
+    let asked = read(&mut caller, "http_request", rp, rl)?;
+    if let Some((kept_for, _)) = &caller.data().http_kept
+        && *kept_for == asked
+    {
+        let (_, answer) = caller.data_mut().http_kept.take().expect("just seen");
+        return answer_http(&mut caller, asked, answer, out, cap);
+    }
     let state = caller.data_mut();
+    state.http_kept = None;
     let requests = state.used.http_requests;
     try_code!(state.cap(
         HostFn::HttpRequest,
         requests >= MAX_HTTP_REQUESTS_PER_CALL,
         format_args!("{MAX_HTTP_REQUESTS_PER_CALL} requests"),
     ));
-    let result: Result<Infallible, _> = state.effects.http_request();
+    let ask = match crate::http::Ask::parse(&asked) {
+        Ok(ask) => ask,
+        Err(crate::http::AskError::Invalid(m)) => {
+            return Ok(state.fail(Code::Invalid, format!("http_request: {m}")));
+        }
+        Err(crate::http::AskError::TooLarge(m)) => {
+            return Ok(state.fail(Code::TooLarge, format!("http_request: {m}")));
+        }
+    };
+    let (deadline, max_body) = (state.budget.deadline(), state.http_response_bytes);
+    let result = state.effects.http_request(&ask, deadline, max_body);
     if passed_gate(&result) {
         state.used.http_requests += 1;
     }
-    let Err(refused) = result;
-    state.refused(HostFn::HttpRequest, refused, |HttpError::Unsupported| {
-        (
-            Code::Unsupported,
-            "net.http is not supported by this hub yet: the permission was accepted, but no \
-             request is made"
-                .to_string(),
-        )
-    })
+    let answer = match result {
+        Ok(answer) => answer,
+        Err(refused) => {
+            let grant = ask.origin.grant();
+            return state.refused(HostFn::HttpRequest, refused, |e| match e {
+                HttpError::Deadline => (
+                    Code::Limit,
+                    format!(
+                        "http_request: the call's deadline passed before {grant} answered; \
+                         the call ends `timeout`"
+                    ),
+                ),
+                HttpError::TooLarge(m) => (Code::TooLarge, format!("http_request: {m}")),
+                HttpError::Failed(m) => (Code::Internal, format!("http_request to {grant}: {m}")),
+            });
+        }
+    };
+    charge(
+        &mut caller,
+        cost::HTTP_REQUEST.saturating_add(bytes(answer.body.len())),
+    )?;
+    answer_http(&mut caller, asked, answer.to_json(), out, cap)
+}
+
+/// Writes `answer` to `out`, or keeps it for the same request asked again
+/// with a buffer it fits in.
+fn answer_http(
+    caller: &mut Caller<'_, CallState>,
+    asked: Vec<u8>,
+    answer: Vec<u8>,
+    out: i32,
+    cap: i32,
+) -> Result<i32, Error> {
+    let written = write_out(caller, "http_request", out, cap, &answer)?;
+    if answer.len() > cap as usize {
+        caller.data_mut().http_kept = Some((asked, answer));
+    }
+    Ok(written)
 }
 
 #[cfg(test)]

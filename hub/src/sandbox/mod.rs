@@ -80,6 +80,8 @@ pub struct CallLimits {
     pub slice: u64,
     /// Linear memory cap in bytes.
     pub memory_bytes: usize,
+    /// Largest response body `http_request` hands the skill.
+    pub http_response_bytes: usize,
 }
 
 impl CallLimits {
@@ -107,7 +109,17 @@ impl CallLimits {
             // `skills.fuel_per_ms`) cannot stretch one slice past the deadline.
             slice: fuel_per_ms.saturating_mul(5).clamp(10_000, MAX_SLICE),
             memory_bytes: memory_mib as usize * 1024 * 1024,
+            http_response_bytes: crate::http::DEFAULT_RESPONSE_KIB as usize * 1024,
         }
+        .http_response(limits.http_response_kib, crate::http::DEFAULT_RESPONSE_KIB)
+    }
+
+    /// The response cap: the hub's `net.http_response_kib`, lowered by the
+    /// manifest's `limits.http_response_kib`.
+    pub fn http_response(mut self, manifest_kib: Option<u32>, hub_kib: u32) -> CallLimits {
+        let kib = manifest_kib.map_or(hub_kib, |m| m.min(hub_kib));
+        self.http_response_bytes = kib as usize * 1024;
+        self
     }
 }
 
@@ -116,6 +128,7 @@ pub fn limits_problems(
     manifest: &Manifest,
     hub_timeout: Duration,
     hub_memory_mib: u32,
+    hub_http_kib: u32,
 ) -> Vec<String> {
     let mut problems = Vec::new();
     if let Some(limits) = manifest.limits {
@@ -133,6 +146,14 @@ pub fn limits_problems(
             problems.push(format!(
                     "limits.memory_mib {m} is above the hub's {hub_memory_mib}; a manifest may only lower it"
                 ));
+        }
+        if let Some(k) = limits.http_response_kib
+            && k > hub_http_kib
+        {
+            problems.push(format!(
+                "limits.http_response_kib {k} is above the hub's {hub_http_kib} \
+                 (net.http_response_kib); a manifest may only lower it"
+            ));
         }
     }
     problems
@@ -538,7 +559,7 @@ mod tests {
             16 << 20,
             "the manifest cannot raise the memory cap"
         );
-        let problems = limits_problems(&m, Duration::from_millis(1500), 16);
+        let problems = limits_problems(&m, Duration::from_millis(1500), 16, 256);
         assert_eq!(problems.len(), 1);
         assert!(problems[0].contains("memory_mib 64"));
     }
