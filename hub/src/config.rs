@@ -885,6 +885,9 @@ mod tests {
             ("[audio]\nalarm_max_s = 0", "audio.alarm_max_s"),
             ("[audio]\nalarm_max_s = 3601", "audio.alarm_max_s"),
             ("[confirm]\ntimeout_s = 0", "confirm.timeout_s"),
+            ("[net]\nhttp_response_kib = 0", "net.http_response_kib"),
+            ("[net]\nhttp_response_kib = 16385", "net.http_response_kib"),
+            ("[net]\nca_file = \"/nonexistent/ca.pem\"", "net.ca_file"),
             ("[confirm]\ntimeout_s = 301", "confirm.timeout_s"),
             ("[confirm]\nskills = [\"Lights!\"]", "confirm.skills[0]"),
             (

@@ -129,6 +129,8 @@ fn a_granted_origin_answers_and_every_way_past_the_grant_is_refused() {
     );
     let certs = Certs::make(tmp.path(), "ca");
     let (https, plain) = (HttpServer::tls(&certs), HttpServer::plain());
+    // Its certificate is signed by a CA the hub does not trust.
+    let stranger = HttpServer::tls(&Certs::make(tmp.path(), "other-ca"));
     let (s, p) = (https.port, plain.port);
     let tls_grant = format!("127.0.0.1:{s}");
     let plain_grant = format!("http://127.0.0.1:{p}");

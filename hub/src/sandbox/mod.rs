@@ -562,6 +562,19 @@ mod tests {
         let problems = limits_problems(&m, Duration::from_millis(1500), 16, 256);
         assert_eq!(problems.len(), 1);
         assert!(problems[0].contains("memory_mib 64"));
+
+        let m: Manifest = serde_json::from_value(serde_json::json!({
+            "name": "x", "version": "1.0.0", "limits": {"http_response_kib": 64}
+        }))
+        .unwrap();
+        let hub_limits = |hub_kib| {
+            CallLimits::new(&m, Duration::from_millis(1500), 16, 1000)
+                .http_response(m.limits.and_then(|l| l.http_response_kib), hub_kib)
+        };
+        assert_eq!(hub_limits(256).http_response_bytes, 64 * 1024);
+        assert_eq!(hub_limits(32).http_response_bytes, 32 * 1024);
+        let problems = limits_problems(&m, Duration::from_millis(1500), 16, 32);
+        assert!(problems[0].contains("http_response_kib 64"), "{problems:?}");
     }
 
     #[test]
