@@ -98,6 +98,7 @@ pub struct RawSkills {
 #[serde(deny_unknown_fields, default)]
 pub struct RawTrust {
     pub keys: Vec<String>,
+    pub hermetic: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -313,6 +314,9 @@ pub struct Config {
     pub skills: SkillsConfig,
     /// `ed25519:<base64>` public keys of signers trusted in the trusted tier.
     pub trust_keys: Vec<String>,
+    /// `trust.hermetic`: only WebAssembly skills that reach nothing outside
+    /// the hub load (SPEC §10).
+    pub trust_hermetic: bool,
     /// High-risk permissions granted per skill.
     pub grants: BTreeMap<String, Vec<Permission>>,
     pub audit_path: PathBuf,
@@ -405,7 +409,7 @@ impl RawConfig {
                 }
                 if let Permission::MqttPublish(filter) = &p
                     && let Some(reserved) =
-                        crate::satellites::access::reserved_overlap(filter, &mqtt.prefix)
+                        crate::satellites::access::reserved_overlap(filter, &mqtt.prefix, &skill)
                 {
                     return Err(invalid(
                         &key,
@@ -491,6 +495,7 @@ impl RawConfig {
             mqtt,
             skills,
             trust_keys: self.trust.keys,
+            trust_hermetic: self.trust.hermetic,
             grants,
             audit_path,
             audit_checkpoint_every,

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hark_skill_sdk::manifest::check_name;
-use hark_skill_sdk::{ABI_VERSION, Manifest};
+use hark_skill_sdk::{ABI_VERSION, Manifest, Permission};
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
@@ -123,12 +123,65 @@ fn prepare(
         .unwrap_or_default();
     let mut info = SkillInfo::new(kind, manifest, signature, grants);
     info.reserved_publish = reserved_publish(&info, &config.mqtt.prefix);
+    info.load_refusal = load_refusal(&info, config);
     let admission = policy::decide(config.tier, &info, &Action::Load);
     Ok(Skill {
         info: Arc::new(info),
         schema,
         admission,
         runner: Runner::Unavailable,
+    })
+}
+
+/// Why this hub refuses a skill before its tier is asked: it needs a newer
+/// hub (`min_hub_version`), or the hub is hermetic (`trust.hermetic`, SPEC
+/// §10) and the skill is not: a WebAssembly skill must say `"hermetic":
+/// true` and ask for no `net.http`, no `secrets.read`, and `mqtt.publish`
+/// only in its own `<prefix>/skill/<name>/#`.
+fn load_refusal(info: &SkillInfo, config: &Config) -> Option<(&'static str, String)> {
+    let hub = env!("CARGO_PKG_VERSION");
+    if let Some(min) = &info.manifest.min_hub_version
+        && !hark_skill_sdk::manifest::version_at_least(hub, min)
+    {
+        return Some((
+            "load.min_hub_version",
+            format!("it needs hark {min} or newer (min_hub_version); this hub is {hub}"),
+        ));
+    }
+    if !config.trust_hermetic || info.kind != SkillKind::Wasm {
+        return None;
+    }
+    if !info.manifest.hermetic {
+        return Some((
+            "trust.hermetic",
+            "trust.hermetic admits only skills whose manifest says \"hermetic\": true, and \
+             this one does not"
+                .to_string(),
+        ));
+    }
+    let prefix = &config.mqtt.prefix;
+    let reaching: Vec<String> = info
+        .permissions
+        .iter()
+        .filter(|p| match p {
+            Permission::NetHttp(_) | Permission::SecretsRead(_) => true,
+            Permission::MqttPublish(filter) => {
+                !crate::satellites::access::within_own_namespace(filter, prefix, &info.name)
+            }
+            _ => false,
+        })
+        .map(|p| p.to_string())
+        .collect();
+    (!reaching.is_empty()).then(|| {
+        (
+            "trust.hermetic",
+            format!(
+                "trust.hermetic refuses {}: a hermetic skill asks for no net.http and no \
+                 secrets.read, and publishes only under {prefix}/skill/{}/#",
+                reaching.join(", "),
+                info.name
+            ),
+        )
     })
 }
 
@@ -139,10 +192,10 @@ fn prepare(
 /// at load and again at every run.
 fn reserved_publish(info: &SkillInfo, prefix: &str) -> Option<String> {
     info.permissions.iter().find_map(|p| {
-        let hark_skill_sdk::Permission::MqttPublish(filter) = p else {
+        let Permission::MqttPublish(filter) = p else {
             return None;
         };
-        let reserved = crate::satellites::access::reserved_overlap(filter, prefix)?;
+        let reserved = crate::satellites::access::reserved_overlap(filter, prefix, &info.name)?;
         Some(format!(
             "declares {p}, which can reach {reserved}: a topic the hub listens or speaks on \
              with authority; no skill may publish there"

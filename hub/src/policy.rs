@@ -102,6 +102,10 @@ pub struct SkillInfo {
     /// `mqtt.publish` on a filter that can reach a reserved topic (SPEC §7).
     /// The loader sets it, knowing the topic prefix.
     pub reserved_publish: Option<String>,
+    /// Why the skill may not load on this hub, whatever the tier: the rule
+    /// and the reason (`trust.hermetic`, `load.min_hub_version`). The
+    /// loader sets it, knowing the config and the hub's version.
+    pub load_refusal: Option<(&'static str, String)>,
 }
 
 impl SkillInfo {
@@ -119,6 +123,7 @@ impl SkillInfo {
             signature,
             grants,
             reserved_publish: None,
+            load_refusal: None,
         }
     }
 }
@@ -163,6 +168,9 @@ impl Decision {
 pub fn decide(tier: Tier, skill: &SkillInfo, action: &Action<'_>) -> Decision {
     if let Some(reason) = &skill.reserved_publish {
         return Decision::deny("mqtt.reserved_topic", reason.clone());
+    }
+    if let Some((rule, reason)) = &skill.load_refusal {
+        return Decision::deny(rule, reason.clone());
     }
     match (skill.kind, action) {
         (SkillKind::Builtin, Action::Load | Action::Run) => {

@@ -48,6 +48,16 @@ pub struct Manifest {
     /// filled from the call's args ("Unlock the {door}?").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirm_prompt: Option<String>,
+    /// Declares that the skill reaches nothing outside the hub: no
+    /// `net.http`, no `secrets.read`, and `mqtt.publish` only under its own
+    /// `hark/skill/<name>/#` (SPEC §10). A hub with `trust.hermetic` admits
+    /// only such skills.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub hermetic: bool,
+    /// The oldest hub version this skill runs on (semver); an older hub
+    /// refuses it at load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_hub_version: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -154,6 +164,32 @@ impl Manifest {
                 );
             }
         }
+        if self.hermetic {
+            let reaching: Vec<&str> = self
+                .permissions
+                .iter()
+                .filter(|p| p.starts_with("net.http:") || p.starts_with("secrets.read:"))
+                .map(String::as_str)
+                .collect();
+            if !reaching.is_empty() {
+                problem(
+                    "hermetic",
+                    format!(
+                        "a hermetic skill reaches nothing outside the hub, but this one \
+                         declares {}",
+                        reaching.join(", ")
+                    ),
+                );
+            }
+        }
+        if let Some(min) = &self.min_hub_version {
+            if !is_version(min) {
+                problem(
+                    "min_hub_version",
+                    format!("\"{min}\" is not a version like 0.2.0"),
+                );
+            }
+        }
         if let Some(prompt) = &self.confirm_prompt {
             if let Err(message) = check_confirm_prompt(prompt) {
                 problem("confirm_prompt", message);
@@ -228,6 +264,34 @@ pub fn check_name(name: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `major.minor.patch` of a version like `1.2.3-rc.1+build`, and whether it
+/// has a pre-release part (which sorts before the release).
+pub fn version_core(v: &str) -> Option<(u64, u64, u64, bool)> {
+    if !is_version(v) {
+        return None;
+    }
+    let without_build = v.split('+').next().unwrap_or("");
+    let (core, pre) = match without_build.split_once('-') {
+        Some((core, _)) => (core, true),
+        None => (without_build, false),
+    };
+    let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
+    Some((parts.next()??, parts.next()??, parts.next()??, pre))
+}
+
+/// Whether version `have` is at least `need` (both as [`version_core`]
+/// reads them; pre-releases of the same core sort before it).
+pub fn version_at_least(have: &str, need: &str) -> bool {
+    match (version_core(have), version_core(need)) {
+        (Some((a, b, c, have_pre)), Some((x, y, z, need_pre))) => match (a, b, c).cmp(&(x, y, z)) {
+            core::cmp::Ordering::Greater => true,
+            core::cmp::Ordering::Less => false,
+            core::cmp::Ordering::Equal => !have_pre || need_pre,
+        },
+        _ => false,
+    }
 }
 
 fn is_version(v: &str) -> bool {
@@ -563,9 +627,18 @@ mod tests {
         for (grant, canonical) in [
             ("net.http:API.example.com", "net.http:api.example.com"),
             ("net.http:api.example.com:443", "net.http:api.example.com"),
-            ("net.http:https://api.example.com:8443", "net.http:api.example.com:8443"),
-            ("net.http:http://192.168.1.5:80", "net.http:http://192.168.1.5"),
-            ("net.http:http://192.168.1.5:8123", "net.http:http://192.168.1.5:8123"),
+            (
+                "net.http:https://api.example.com:8443",
+                "net.http:api.example.com:8443",
+            ),
+            (
+                "net.http:http://192.168.1.5:80",
+                "net.http:http://192.168.1.5",
+            ),
+            (
+                "net.http:http://192.168.1.5:8123",
+                "net.http:http://192.168.1.5:8123",
+            ),
         ] {
             assert_eq!(Permission::parse(grant).unwrap().to_string(), canonical);
         }
@@ -580,6 +653,12 @@ mod tests {
         ] {
             assert!(Permission::parse(bad).is_err(), "{bad}");
         }
+        assert!(version_at_least("0.2.0", "0.1.9"));
+        assert!(version_at_least("0.2.0", "0.2.0"));
+        assert!(version_at_least("0.2.0", "0.2.0-rc.1"));
+        assert!(!version_at_least("0.2.0-rc.1", "0.2.0"));
+        assert!(!version_at_least("0.1.0", "0.10.0"));
+        assert!(!version_at_least("0.1.0", "one"));
         assert!(Permission::parse("kv:extra").is_err());
         assert!(Permission::parse("mqtt.publish").is_err());
         assert!(Permission::parse("mqtt.publish:").is_err());

@@ -411,8 +411,9 @@ impl Effects {
             return Err(Refused::Failed(PublishError::NotATopic(topic)));
         }
         let prefix = self.env.services.topics.prefix();
-        if let Some(reserved) = crate::satellites::access::reserved_overlap(&topic, prefix)
-            .or_else(|| topic.starts_with('$').then(|| "$-topics".to_string()))
+        if let Some(reserved) =
+            crate::satellites::access::reserved_overlap(&topic, prefix, &self.skill.name)
+                .or_else(|| topic.starts_with('$').then(|| "$-topics".to_string()))
         {
             let reason = format!(
                 "mqtt_publish: \"{topic}\" is under {reserved}, reserved for the hub and the \

@@ -27,14 +27,31 @@ pub const RESERVED: [&str; 7] = [
     "$SYS/#",
 ];
 
-/// The reserved filter that a skill's `mqtt.publish` filter (or topic) can
-/// reach, if any: `hermes/#`, `#`, `+/intent/+` and `hark/reply/+` all can.
-pub fn reserved_overlap(filter: &str, prefix: &str) -> Option<String> {
+/// The reserved filter that skill `skill`'s `mqtt.publish` filter (or
+/// topic) can reach, if any: `hermes/#`, `#`, `+/intent/+` and
+/// `hark/reply/+` all can. A skill's own namespace, `<prefix>/skill/<skill>/#`
+/// (SPEC §10), is its to publish in: nothing the hub or a satellite acts on
+/// lives there.
+pub fn reserved_overlap(filter: &str, prefix: &str, skill: &str) -> Option<String> {
+    if within_own_namespace(filter, prefix, skill) {
+        return None;
+    }
     let own = format!("{prefix}/#");
     std::iter::once(own.as_str())
         .chain(RESERVED)
         .find(|reserved| filters_overlap(filter, reserved))
         .map(str::to_string)
+}
+
+/// Whether every topic `filter` matches is under `<prefix>/skill/<skill>/`
+/// (or is that level itself). The prefix and the name hold no wildcards, so
+/// a filter that starts with them literally cannot match anything else.
+pub fn within_own_namespace(filter: &str, prefix: &str, skill: &str) -> bool {
+    let own = format!("{prefix}/skill/{skill}");
+    filter == own
+        || filter
+            .strip_prefix(&own)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// Whether some topic matches both MQTT filters. Wildcards in the first
@@ -185,9 +202,12 @@ mod tests {
             ("hermes/tts/say", "hermes/tts/#"),
             ("$SYS/broker", "$SYS/#"),
             ("hark", "hark/#"),
+            ("hark/skill/+/x", "hark/#"),
+            ("hark/skill/lightsout/x", "hark/#"),
+            ("hark/skill/#", "hark/#"),
         ] {
             assert_eq!(
-                reserved_overlap(filter, "hark").as_deref(),
+                reserved_overlap(filter, "hark", "lights").as_deref(),
                 Some(reserved),
                 "{filter}"
             );
@@ -197,8 +217,11 @@ mod tests {
             "home/lights/#",
             "hermes/led/on",
             "harkness/x",
+            "hark/skill/lights",
+            "hark/skill/lights/#",
+            "hark/skill/lights/state/+",
         ] {
-            assert_eq!(reserved_overlap(filter, "hark"), None, "{filter}");
+            assert_eq!(reserved_overlap(filter, "hark", "lights"), None, "{filter}");
         }
     }
 }
