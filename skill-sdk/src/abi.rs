@@ -49,9 +49,10 @@ pub enum Code {
     Invalid = -3,
     /// Too big: a value, a topic, a payload, or the store is full.
     TooLarge = -4,
-    /// The hub does not offer this (yet), e.g. `net.http`.
+    /// The hub does not offer this function.
     Unsupported = -5,
-    /// A limit was reached (timers per satellite, the outgoing queue).
+    /// A limit was reached (timers per satellite, the outgoing queue, a
+    /// per-call cap); from `http_request` also the call's deadline.
     Limit = -6,
     /// The hub failed (a disk error); not the skill's fault.
     Internal = -7,
@@ -217,7 +218,9 @@ pub const IMPORTS: &[Import] = &[
         results: &[I32],
         needs: Some(Needs::SecretsRead),
     },
-    // http_request(req_ptr, req_len, out_ptr, out_cap) -> Unsupported (for now)
+    // http_request(req_ptr, req_len, out_ptr, out_cap) -> len of the answer JSON | Denied
+    // (host not granted, redirect elsewhere, private address) | Limit (4 per call, or the
+    // call's deadline): the hub makes the request (JSON in and out, see host::http)
     Import {
         name: "http_request",
         params: &[I32, I32, I32, I32],

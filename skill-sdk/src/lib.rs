@@ -12,7 +12,8 @@
 //!
 //! Layout:
 //! - [`abi`] — ABI 1: imports, exports, status codes
-//! - [`host`] — the host functions, each raw import above its safe wrapper
+//! - [`host`] — the host functions, each raw import above its safe wrapper;
+//!   [`host::http`] the typed requests, responses and errors of `net.http`
 //! - [`de`] — the small JSON reader that turns the intent into the author's types
 //! - [`guest`] — what `hark_alloc`/`hark_handle` do; allocator and panic handler
 //! - [`hark_skill!`] — the entry macro
@@ -37,7 +38,7 @@ pub mod wire;
 pub mod prelude {
     pub use crate::guest::{Request, SkillError, to_data};
     pub use crate::hark_skill;
-    pub use crate::host::{self, HostError, Level, Target, kv, timer};
+    pub use crate::host::{self, HostError, Level, Target, http, kv, timer};
     pub use crate::wire::SkillReply;
     pub use alloc::format;
     pub use alloc::string::{String, ToString};

@@ -136,34 +136,35 @@ impl HttpServer {
         self.requests.fetch_add(1, Ordering::SeqCst);
         let host = headers.get("host").and_then(|h| h.as_str()).unwrap_or("");
         self.hosts.lock().unwrap().push(host.to_string());
-        let (status, location, content): (u16, Option<String>, Vec<u8>) = match path.as_str() {
-            "/echo" => {
-                let echo = json!({"method": method, "path": path, "host": host,
+        let (status, location, content): (u16, Option<String>, Vec<u8>) =
+            match path.split('?').next().unwrap_or("") {
+                "/echo" => {
+                    let echo = json!({"method": method, "path": path, "host": host,
                                   "headers": headers, "body": String::from_utf8_lossy(&body)});
-                (200, None, echo.to_string().into_bytes())
-            }
-            "/weather" => (
-                200,
-                None,
-                json!({"current": {"temperature_2m": 3.4, "wind_speed_10m": 12.0},
+                    (200, None, echo.to_string().into_bytes())
+                }
+                "/weather" => (
+                    200,
+                    None,
+                    json!({"current": {"temperature_2m": 3.4, "wind_speed_10m": 12.0},
                        "current_units": {"temperature_2m": "°C", "wind_speed_10m": "km/h"}})
-                .to_string()
-                .into_bytes(),
-            ),
-            "/big" => (200, None, vec![b'x'; BIG]),
-            "/binary" => (200, None, vec![0xff, 0x00, 0x01]),
-            "/away" => {
-                let to = format!("{scheme}://localhost:{}/echo", self.port);
-                (302, Some(to), Vec::new())
-            }
-            "/loop" => (302, Some("/loop".to_string()), Vec::new()),
-            "/silent" => {
-                std::thread::sleep(Duration::from_secs(10));
-                return;
-            }
-            p if p.starts_with("/to/") => (302, Some(p["/to".len()..].to_string()), Vec::new()),
-            _ => (404, None, b"no such path".to_vec()),
-        };
+                    .to_string()
+                    .into_bytes(),
+                ),
+                "/big" => (200, None, vec![b'x'; BIG]),
+                "/binary" => (200, None, vec![0xff, 0x00, 0x01]),
+                "/away" => {
+                    let to = format!("{scheme}://localhost:{}/echo", self.port);
+                    (302, Some(to), Vec::new())
+                }
+                "/loop" => (302, Some("/loop".to_string()), Vec::new()),
+                "/silent" => {
+                    std::thread::sleep(Duration::from_secs(10));
+                    return;
+                }
+                p if p.starts_with("/to/") => (302, Some(p["/to".len()..].to_string()), Vec::new()),
+                _ => (404, None, b"no such path".to_vec()),
+            };
         let mut head = format!(
             "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
             content.len()

@@ -89,13 +89,18 @@ fn relay_skill(skills_dir: &Path, name: &str, grant: &str, request: Value) {
     skills::sign(&dir, &skills::test_key(16));
 }
 
-/// A trusted-tier hub trusting the test key, granting each `(skill, grant)`,
+/// A hub in `tier` trusting the test key, granting each `(skill, grant)`,
 /// and `ca` through `net.ca_file`.
 fn hub(state: &Path, tier: &str, skills_dir: &Path, grants: &[(&str, String)], ca: &Path) -> Hub {
     let grants: String = grants
         .iter()
         .map(|(skill, grant)| format!("{skill} = [\"net.http:{grant}\"]\n"))
         .collect();
+    hub_granting(state, tier, skills_dir, &grants, ca)
+}
+
+/// [`hub`] with `grants` as the TOML lines of `[grants]`.
+fn hub_granting(state: &Path, tier: &str, skills_dir: &Path, grants: &str, ca: &Path) -> Hub {
     Hub::start_with(
         state,
         &Setup {
@@ -385,5 +390,57 @@ fn the_paranoid_tier_never_makes_a_request() {
     });
     assert_ne!(reply["status"], "ok", "{reply}");
     assert_eq!(https.requests(), 0);
+    hub.stop().unwrap();
+}
+
+#[test]
+fn the_sdks_weather_example_asks_a_granted_host_and_speaks_the_answer() {
+    let (state, skills_dir, tmp) = (
+        TempDir::new("http-weather"),
+        TempDir::new("http-weather-skills"),
+        TempDir::new("http-weather-certs"),
+    );
+    let certs = Certs::make(tmp.path(), "ca");
+    let https = HttpServer::tls(&certs);
+    let grant = format!("127.0.0.1:{}", https.port);
+    // The example as shipped, its host changed to the local server's.
+    let mut manifest = skills::example_manifest("weather");
+    manifest["permissions"] = json!([
+        format!("net.http:{grant}"),
+        "secrets.read:weather_url",
+        "log"
+    ]);
+    let dir = install(
+        skills_dir.path(),
+        "weather",
+        manifest,
+        &skills::example_wasm("weather"),
+    );
+    skills::sign(&dir, &skills::test_key(16));
+    std::fs::write(
+        state.path().join("secrets.toml"),
+        format!("weather_url = \"https://{grant}/weather?latitude=52.52&longitude=13.41\"\n"),
+    )
+    .unwrap();
+    let grants = format!("weather = [\"net.http:{grant}\", \"secrets.read:weather_url\"]\n");
+    let hub = hub_granting(
+        state.path(),
+        "trusted",
+        skills_dir.path(),
+        &grants,
+        &certs.ca,
+    );
+    let reply = runtime().block_on(async {
+        let mut sat = Satellite::connect(hub.port, &hub.prefix, "kitchen").await;
+        sat.request("weather", json!({})).await
+    });
+    assert_eq!(reply["status"], "ok", "{reply}");
+    let speech = reply["speech"].as_str().unwrap();
+    assert!(
+        speech.contains("3.4 °C") && speech.contains("12 km/h"),
+        "{speech}"
+    );
+    assert_eq!(https.requests(), 1);
+    assert_eq!(audited(&hub, "http", "weather").len(), 1);
     hub.stop().unwrap();
 }
