@@ -205,6 +205,9 @@ fn a_granted_origin_answers_and_every_way_past_the_grant_is_refused() {
         &tls_grant,
         json!({"url": echo, "method": "PATCH"}),
     );
+    let stranger_grant = format!("127.0.0.1:{}", stranger.port);
+    let stranger_url = format!("https://127.0.0.1:{}/echo", stranger.port);
+    add("untrusted", &stranger_grant, json!({"url": stranger_url}));
     let hub = hub(
         state.path(),
         "trusted",
@@ -286,6 +289,19 @@ fn a_granted_origin_answers_and_every_way_past_the_grant_is_refused() {
         replies["bad_request"]["speech"], "invalid",
         "{}",
         replies["bad_request"]
+    );
+    let untrusted = &replies["untrusted"];
+    assert_eq!(untrusted["speech"], "internal", "{untrusted}");
+    assert_eq!(
+        stranger.requests(),
+        0,
+        "a request went out over an untrusted TLS link"
+    );
+    let failed = audited(&hub, "http", "untrusted");
+    let message = failed[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("failed") && message.contains("certificate"),
+        "{message}"
     );
 
     // What reached the servers: get_echo, binary, hop (2), away (1), spin (1
