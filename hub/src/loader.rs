@@ -151,14 +151,6 @@ fn load_refusal(info: &SkillInfo, config: &Config) -> Option<(&'static str, Stri
     if !config.trust_hermetic || info.kind != SkillKind::Wasm {
         return None;
     }
-    if !info.manifest.hermetic {
-        return Some((
-            "trust.hermetic",
-            "trust.hermetic admits only skills whose manifest says \"hermetic\": true, and \
-             this one does not"
-                .to_string(),
-        ));
-    }
     let prefix = &config.mqtt.prefix;
     let reaching: Vec<String> = info
         .permissions
@@ -172,13 +164,20 @@ fn load_refusal(info: &SkillInfo, config: &Config) -> Option<(&'static str, Stri
         })
         .map(|p| p.to_string())
         .collect();
-    (!reaching.is_empty()).then(|| {
+    let mut why = Vec::new();
+    if !info.manifest.hermetic {
+        why.push("its manifest does not say \"hermetic\": true".to_string());
+    }
+    if !reaching.is_empty() {
+        why.push(format!("it declares {}", reaching.join(", ")));
+    }
+    (!why.is_empty()).then(|| {
         (
             "trust.hermetic",
             format!(
-                "trust.hermetic refuses {}: a hermetic skill asks for no net.http and no \
-                 secrets.read, and publishes only under {prefix}/skill/{}/#",
-                reaching.join(", "),
+                "trust.hermetic refuses it: {}. A hermetic skill says so, asks for no net.http \
+                 and no secrets.read, and publishes only under {prefix}/skill/{}/#",
+                why.join(", and "),
                 info.name
             ),
         )

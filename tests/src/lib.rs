@@ -825,3 +825,27 @@ impl Certs {
         }
     }
 }
+
+/// The hub's retained status (`<prefix>/hub/status`), as a client sees it.
+pub async fn hub_status(hub: &Hub) -> Value {
+    let mut watcher = Satellite::connect_as(hub.port, &hub.prefix, "watch").await;
+    watcher
+        .subscribe(&format!("{}/hub/status", hub.prefix))
+        .await;
+    watcher
+        .next_message(PATIENCE)
+        .await
+        .expect("a retained status")
+        .1
+}
+
+/// Skill `name`'s entry in a status from [`hub_status`].
+pub fn skill_entry(status: &Value, name: &str) -> Value {
+    status["skills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} is not in the status: {status}"))
+}

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use hark_hub::sandbox::{self, Shape};
 use hark_tests::skills::{self, COUNTER, install, wat};
-use hark_tests::{Hub, PATIENCE, Satellite, Setup, TempDir, audit_records, run_hark, text};
+use hark_tests::{
+    Hub, PATIENCE, Satellite, Setup, TempDir, audit_records, hub_status as status, run_hark,
+    skill_entry, text,
+};
 use serde_json::{Value, json};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -42,28 +45,6 @@ fn install_with_schema(skills_dir: &Path, name: &str, schema: Value) {
         json!({"args_schema": schema}),
         &wat(COUNTER),
     );
-}
-
-async fn status(hub: &Hub) -> Value {
-    let mut watcher = Satellite::connect_as(hub.port, &hub.prefix, "watch").await;
-    watcher
-        .subscribe(&format!("{}/hub/status", hub.prefix))
-        .await;
-    watcher
-        .next_message(PATIENCE)
-        .await
-        .expect("a retained status")
-        .1
-}
-
-fn skill_entry(status: &Value, name: &str) -> Value {
-    status["skills"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("{name} is not in the status: {status}"))
 }
 
 /// Another satellite's built-in is answered, and quickly.

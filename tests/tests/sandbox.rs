@@ -6,7 +6,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hark_tests::skills::{self, COUNTER, hostile, install, probe, wat};
-use hark_tests::{Hub, PATIENCE, Satellite, Setup, TempDir, audit_records};
+use hark_tests::{
+    Hub, PATIENCE, Satellite, Setup, TempDir, audit_records, hub_status as status, skill_entry,
+};
 use serde_json::{Value, json};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -55,28 +57,6 @@ async fn still_serving(hub: &Hub) {
     let mut other = Satellite::connect(hub.port, &hub.prefix, "bystander").await;
     let reply = other.request("system.cancel", json!({})).await;
     assert_eq!(reply["status"], "ok", "{reply}");
-}
-
-async fn status(hub: &Hub) -> Value {
-    let mut watcher = Satellite::connect_as(hub.port, &hub.prefix, "watch").await;
-    watcher
-        .subscribe(&format!("{}/hub/status", hub.prefix))
-        .await;
-    watcher
-        .next_message(PATIENCE)
-        .await
-        .expect("a retained status")
-        .1
-}
-
-fn skill_entry(status: &Value, name: &str) -> Value {
-    status["skills"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("{name} is not in the status: {status}"))
 }
 
 #[test]
