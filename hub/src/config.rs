@@ -63,6 +63,13 @@ pub struct RawConfig {
     pub timers: RawTimers,
     pub confirm: RawConfirm,
     pub net: RawNet,
+    pub metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    pub listen: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -332,6 +339,8 @@ pub struct Config {
     pub timers: crate::timers::TimerLimits,
     pub confirm: ConfirmConfig,
     pub net: NetConfig,
+    /// `metrics.listen`: where Prometheus text is served; `None`: nowhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl Config {
@@ -511,6 +520,15 @@ impl RawConfig {
             timers: self.timers.validate()?,
             confirm: self.confirm.validate()?,
             net: self.net.validate()?,
+            metrics_listen: match self.metrics.listen.as_str() {
+                "" => None,
+                text => Some(text.parse().map_err(|_| {
+                    invalid(
+                        "metrics.listen",
+                        format!("\"{text}\" is not IP:port (e.g. \"127.0.0.1:9464\"; empty = off)"),
+                    )
+                })?),
+            },
         })
     }
 }
@@ -891,6 +909,7 @@ mod tests {
             ("[audio]\nalarm_max_s = 3601", "audio.alarm_max_s"),
             ("[confirm]\ntimeout_s = 0", "confirm.timeout_s"),
             ("[net]\nhttp_response_kib = 0", "net.http_response_kib"),
+            ("[metrics]\nlisten = \"localhost:9464\"", "metrics.listen"),
             ("[net]\nhttp_response_kib = 16385", "net.http_response_kib"),
             ("[net]\nca_file = \"/nonexistent/ca.pem\"", "net.ca_file"),
             ("[confirm]\ntimeout_s = 301", "confirm.timeout_s"),

@@ -100,6 +100,17 @@ impl Dispatcher {
         &self.env.services
     }
 
+    /// The figures [`crate::metrics`] reads from the parts that own them.
+    pub fn gauges(&self) -> crate::metrics::Gauges {
+        let registry = self.registry();
+        crate::metrics::Gauges {
+            timers_pending: self.services().timers.len() as u64,
+            audit_records: self.audit_log().last_seq(),
+            rss_bytes: crate::metrics::rss_bytes(),
+            skills_loaded: registry.iter().filter(|s| s.enabled()).count() as u64,
+        }
+    }
+
     pub fn tier(&self) -> Tier {
         self.env.tier
     }
@@ -125,6 +136,7 @@ impl Dispatcher {
 
     /// Runs one request.
     pub async fn handle(&self, request: Request) -> Reply {
+        let _flight = self.services().metrics.flight();
         let mut ctx = Context::of(&request);
         let outcome = self.run_request(&mut ctx, request).await;
         let asking = ctx.asking.clone();
@@ -404,6 +416,9 @@ impl Dispatcher {
                 ));
             }
         };
+        self.services()
+            .metrics
+            .sandboxed(&wasm.info.name, outcome.fuel_used, outcome.memory_bytes);
         let ms = |d: Duration| d.as_millis();
         outcome.result.map_err(|e| match e {
             CallError::Deadline { limit } => Failure::new(
@@ -525,6 +540,9 @@ impl Dispatcher {
         if !notes.is_empty() {
             record.message = Some(notes.join("; "));
         }
+        self.services()
+            .metrics
+            .answered(record.skill.as_deref(), reply.status, elapsed);
         reply.audit = self.audit(&record);
         reply
     }

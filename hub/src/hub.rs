@@ -144,6 +144,7 @@ pub fn assemble(config: &Config) -> Result<Assembly, HubError> {
             topics: topics.clone(),
             secrets: Arc::new(SecretStore::new(config.state_dir.join("secrets.toml"))),
             http: Arc::new(crate::http::Client::new(config.net.ca_certs.clone())),
+            metrics: Arc::default(),
         },
     });
 
@@ -328,6 +329,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         started,
     ));
 
+    let metrics_task = match config.metrics_listen {
+        None => None,
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| HubError::Listen {
+                    what: "metrics.listen",
+                    addr,
+                    source,
+                })?;
+            tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+            let source = dispatcher.clone();
+            let render = Arc::new(move || source.services().metrics.prometheus(&source.gauges()));
+            Some(tokio::spawn(crate::metrics::serve(listener, render)))
+        }
+    };
     let server = Server {
         client,
         topics,
@@ -346,6 +363,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         },
     };
     server.serve(eventloop, admit_rx, shutdown).await;
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
     for adapter in &server.adapters {
         adapter.stop();
     }
@@ -708,7 +728,10 @@ impl Server {
                 },
                 Some(ended) = requests.join_next() => self.finished(ended, &mut requests),
                 Some(inbound) = admit_rx.recv() => self.admit(inbound, &mut requests, false),
-                _ = status_tick.tick() => self.publish_status(true).await,
+                _ = status_tick.tick() => {
+                    self.publish_status(true).await;
+                    self.publish_metrics().await;
+                }
                 _ = async { match watchdog.as_mut() { Some(w) => w.tick().await, None => std::future::pending().await } } => {
                     self.systemd.notify("WATCHDOG=1");
                 }
@@ -814,21 +837,35 @@ impl Server {
                 // After an oversized packet the hub connects once with a clean
                 // session; from now on its session persists again.
                 eventloop.mqtt_options.set_clean_session(false);
+                self.dispatcher.services().metrics.connected();
                 tracing::info!(
                     session_present = ack.session_present,
                     "connected to the broker"
                 );
                 // Subscribe on every connect: a broker that lost our session
                 // would otherwise leave us deaf.
-                for filter in self.adapters.iter().flat_map(|a| a.subscriptions()) {
+                let refresh = self.topics.refresh();
+                for filter in self
+                    .adapters
+                    .iter()
+                    .flat_map(|a| a.subscriptions())
+                    .chain(std::iter::once(refresh))
+                {
                     if let Err(e) = self.client.try_subscribe(&filter, QoS::AtLeastOnce) {
                         tracing::error!("cannot subscribe to {filter}: {e}");
                     }
                 }
                 self.publish_status(true).await;
+                self.publish_metrics().await;
                 // systemd: started (again, after a reconnect: harmless).
                 self.systemd
                     .notify("READY=1\nSTATUS=connected to the broker, serving");
+            }
+            Event::Incoming(Packet::Publish(publish)) if publish.topic == self.topics.refresh() => {
+                // Only the hub and the local admin may publish here (the
+                // broker's gate, and the generated mosquitto ACL).
+                self.publish_status(true).await;
+                self.publish_metrics().await;
             }
             Event::Incoming(Packet::Publish(publish)) => {
                 if self.admission().queued() > 0 {
@@ -941,6 +978,19 @@ impl Server {
         self.pump(requests);
     }
 
+    /// The metrics as JSON, retained beside the status (SPEC §10).
+    async fn publish_metrics(&self) {
+        let metrics = &self.dispatcher.services().metrics;
+        let payload = metrics.json(&self.dispatcher.gauges());
+        self.outbox
+            .send(Message {
+                topic: self.topics.metrics(),
+                payload: payload.to_string().into_bytes(),
+                retain: true,
+            })
+            .await;
+    }
+
     async fn publish_status(&self, online: bool) {
         let payload = status_payload(&self.dispatcher, self.tier, self.started, online);
         self.outbox
@@ -979,5 +1029,7 @@ pub fn status_payload(
             None => "intact".to_owned(),
         },
         "skills": skills,
+        "timers": dispatcher.services().timers.per_satellite(),
+        "audit_head": dispatcher.audit_log().last_seq(),
     })
 }

@@ -38,6 +38,7 @@
 //! - [`os`] — the open-files limit, raised at start
 //! - [`panics`] — a panic on the request path answers `error`, not an abort
 //! - [`logging`] — the text log's escaping field formatter
+//! - [`metrics`] — counters and histograms; Prometheus text and retained JSON
 
 mod admission;
 mod audio;
@@ -58,6 +59,7 @@ pub mod hub;
 pub mod inflight;
 mod loader;
 pub mod logging;
+pub mod metrics;
 mod mqtt;
 pub mod os;
 mod panics;

@@ -58,6 +58,15 @@ enum Command {
         #[arg(long, default_value_t = 5.0)]
         timeout: f64,
     },
+    /// Show the running hub's live state: skills, timers, audit log, metrics
+    Status {
+        /// Print JSON: {"status", "metrics", "fresh"}
+        #[arg(long)]
+        json: bool,
+        /// Seconds to wait for the hub's answer (then: what the broker kept)
+        #[arg(long, default_value_t = 3.0)]
+        timeout: f64,
+    },
     /// Register the satellites that may talk to the hub, each with its own login
     Satellite {
         #[command(subcommand)]
@@ -183,6 +192,19 @@ enum SkillsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The provenance of every skill: version, kind, sha256, signer, permissions asked
+    /// and granted, abi, min_hub_version, hermetic, and the load decision with its rule
+    Inventory {
+        /// json, or cyclonedx: a CycloneDX 1.5 JSON SBOM of the skills
+        #[arg(long, value_enum, default_value_t = InventoryFormat::Json)]
+        format: InventoryFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum InventoryFormat {
+    Json,
+    Cyclonedx,
 }
 
 #[derive(Debug, Subcommand)]
@@ -311,6 +333,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(hark_hub::run(config, shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Status { json, timeout } => {
+            let (config, _) = cli::load_config(cli.config.as_deref())?;
+            if !(timeout.is_finite() && timeout > 0.0) {
+                anyhow::bail!("--timeout must be a positive number of seconds");
+            }
+            let mqtt = hark_hub::satellites::admin::cli_mqtt(&config);
+            let timeout = Duration::from_secs_f64(timeout);
+            let answer = runtime()?.block_on(cli::status::fetch(&mqtt, timeout))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            } else {
+                print!("{}", cli::status::format(&answer));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Send {
             sat,
             intent,
@@ -343,6 +380,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 print!("{}", cli::format_skills(&skills, config.tier));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Skills {
+            command: SkillsCommand::Inventory { format },
+        } => {
+            use hark_hub::cli::inventory;
+            let (config, _) = cli::load_config(cli.config.as_deref())?;
+            let found = inventory::inventory(&config).map_err(anyhow::Error::msg)?;
+            let document = match format {
+                InventoryFormat::Json => serde_json::to_string_pretty(&found)?,
+                InventoryFormat::Cyclonedx => serde_json::to_string_pretty(
+                    &inventory::cyclonedx_now(&found).map_err(anyhow::Error::msg)?,
+                )?,
+            };
+            println!("{document}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Skill { command } => skill_command(command, cli.config.as_deref()),

@@ -121,6 +121,11 @@ impl Audit {
         self.lock().broken_since()
     }
 
+    /// The seq of the last record written (0: none).
+    pub fn last_seq(&self) -> u64 {
+        self.lock().last_seq()
+    }
+
     /// A gap recorded since the last call, for the hub to raise its alarm.
     pub fn take_gap(&self) -> Option<Gap> {
         self.lock().take_gap()

@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 use crate::config::{Config, ConfigError};
 
 pub mod doctor;
+pub mod inventory;
 pub mod satellite;
 pub mod send;
 pub mod skill;
+pub mod status;
 
 /// Where the config comes from: `--config`, else `HARK_CONFIG`, else
 /// `/etc/hark/hark.toml` when it exists, else the built-in defaults.

@@ -678,6 +678,7 @@ fn with_broken_sound(t: &TestEnv) -> Arc<Env> {
             topics: s.topics.clone(),
             secrets: s.secrets.clone(),
             http: s.http.clone(),
+            metrics: s.metrics.clone(),
         },
     })
 }

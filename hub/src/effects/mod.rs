@@ -69,6 +69,8 @@ pub struct Services {
     pub secrets: Arc<SecretStore>,
     /// Brokered HTTP for `net.http` skills.
     pub http: Arc<crate::http::Client>,
+    /// What the hub has done, counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// What every effect needs besides its skill: the tier the gate decides
@@ -617,6 +619,7 @@ impl Effects {
     /// [`MAX_AUDITED_DENIALS`], counted for the summary after that.
     fn deny(&mut self, rule: &'static str, reason: String) -> Denial {
         self.denials = self.denials.saturating_add(1);
+        self.env.services.metrics.denied(&self.skill.name);
         if self.denials <= MAX_AUDITED_DENIALS {
             self.audit_denial(rule, &reason);
             tracing::warn!(skill = %self.skill.name, satellite = %self.satellite, rule, "effect denied: {reason}");
@@ -715,6 +718,7 @@ pub(crate) mod testing {
                 topics,
                 secrets: Arc::new(SecretStore::new(dir.join("secrets.toml"))),
                 http: Arc::new(crate::http::Client::new(Vec::new())),
+                metrics: Arc::default(),
             };
             let env = Arc::new(Env {
                 tier,

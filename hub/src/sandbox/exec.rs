@@ -45,6 +45,9 @@ pub struct Outcome {
     pub result: Result<SkillReply, CallError>,
     pub elapsed: Duration,
     pub fuel_used: u64,
+    /// The skill's linear memory when the call ended (its largest: wasm
+    /// memory never shrinks); 0 when it never got one.
+    pub memory_bytes: usize,
 }
 
 /// A call's time and fuel, kept in the store's data so that both ends can
@@ -176,6 +179,7 @@ pub fn call(
         result,
         elapsed: started.elapsed(),
         fuel_used,
+        memory_bytes: store.data().memory.map_or(0, |m| m.data_size(&store)),
     }
 }
 
@@ -200,6 +204,7 @@ fn run(
     let memory = instance
         .get_memory(&*store, abi::EXPORT_MEMORY)
         .ok_or_else(|| CallError::BadOutput("the skill exports no memory".into()))?;
+    store.data_mut().memory = Some(memory);
 
     let len = i32::try_from(input.len()).expect("input is capped far below 2 GiB");
     let ptr = metered(store, &alloc, len, limits)?;

@@ -224,6 +224,8 @@ pub struct CallState {
     /// it answered: asked again (with a bigger buffer), it is handed over
     /// without a second request to the server.
     http_kept: Option<(Vec<u8>, Vec<u8>)>,
+    /// The skill's exported memory, once instantiated (for its size at the end).
+    pub(super) memory: Option<Memory>,
 }
 
 impl CallState {
@@ -238,6 +240,7 @@ impl CallState {
             used: Used::default(),
             http_response_bytes: 0,
             http_kept: None,
+            memory: None,
         }
     }
 

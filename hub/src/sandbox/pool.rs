@@ -184,6 +184,7 @@ fn run(job: Job, engine: &Engine, linker: &wasmi::Linker<CallState>, env: &Arc<E
             ))),
             elapsed: started.elapsed(),
             fuel_used: 0,
+            memory_bytes: 0,
         }
     });
     tracing::debug!(

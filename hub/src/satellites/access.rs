@@ -105,9 +105,12 @@ impl Table {
     pub fn may_publish(&self, who: &Principal, topic: &str) -> bool {
         match who {
             Principal::Hub | Principal::Open => true,
-            Principal::Admin => self
-                .satellite_of(topic, &["intent"])
-                .is_some_and(|(_, s)| super::check_id(s).is_ok()),
+            Principal::Admin => {
+                topic == format!("{}/hub/refresh", self.prefix)
+                    || self
+                        .satellite_of(topic, &["intent"])
+                        .is_some_and(|(_, s)| super::check_id(s).is_ok())
+            }
             Principal::Satellite(id) => {
                 self.satellite_of(topic, &["intent"]).map(|(_, s)| s) == Some(id.as_str())
             }
@@ -185,6 +188,11 @@ mod tests {
         assert!(!t.may_publish(&Principal::Admin, "hark/intent/+"));
         assert!(!t.may_publish(&Principal::Admin, "hark/reply/hall"));
         assert!(!t.may_publish(&Principal::Admin, "hark/hub/status"));
+        // `hark status` asks the hub to publish now; a satellite may not.
+        assert!(t.may_publish(&Principal::Admin, "hark/hub/refresh"));
+        let kitchen = Principal::Satellite("kitchen".into());
+        assert!(!t.may_publish(&kitchen, "hark/hub/refresh"));
+        assert!(!t.may_subscribe(&kitchen, "hark/hub/metrics"));
         assert!(t.may_subscribe(&Principal::Admin, "hark/reply/hall"));
         assert!(t.may_subscribe(&Principal::Admin, "hark/audit/checkpoint"));
         assert!(!t.may_subscribe(&Principal::Admin, "#"));

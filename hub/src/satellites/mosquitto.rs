@@ -78,6 +78,7 @@ fn acl_table(prefix: &str) -> String {
          # The local CLI (`hark send`): speaks as any satellite, reads what the hub says.\n\
          user {cli}\n\
          topic write {prefix}/intent/+\n\
+         topic write {prefix}/hub/refresh\n\
          topic read {prefix}/reply/+\n\
          topic read {prefix}/event/+\n\
          topic read {prefix}/timers/+\n\

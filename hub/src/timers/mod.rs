@@ -417,6 +417,11 @@ impl TimerService {
         self.inner.table().len()
     }
 
+    /// Timers per satellite that holds any.
+    pub fn per_satellite(&self) -> std::collections::BTreeMap<String, usize> {
+        self.inner.table().per_satellite()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.inner.table().is_empty()
     }

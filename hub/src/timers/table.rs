@@ -365,6 +365,14 @@ impl TimerTable {
         self.by_satellite.keys().map(String::as_str)
     }
 
+    /// Timers per satellite that holds any.
+    pub fn per_satellite(&self) -> BTreeMap<String, usize> {
+        self.by_satellite
+            .iter()
+            .map(|(sat, ids)| (sat.clone(), ids.len()))
+            .collect()
+    }
+
     /// Satellites holding at least one timer.
     pub fn satellites(&self) -> usize {
         self.by_satellite.len()

@@ -64,6 +64,17 @@ impl Topics {
         format!("{}/hub/status", self.prefix)
     }
 
+    /// Where the local admin (`hark status`) asks the hub to publish its
+    /// status and metrics now.
+    pub fn refresh(&self) -> String {
+        format!("{}/hub/refresh", self.prefix)
+    }
+
+    /// The retained metrics (SPEC §10), beside the status.
+    pub fn metrics(&self) -> String {
+        format!("{}/hub/metrics", self.prefix)
+    }
+
     /// Where the hub retains its alarm: the audit log lost records (SPEC §9).
     pub fn alarm(&self) -> String {
         format!("{}/hub/alarm", self.prefix)
