@@ -5,7 +5,7 @@
 //! cargo run --release -p hark-benches --bin hark-load -- \
 //!     [--broker embedded|mosquitto|external] [--port N] [--responder hub|echo|none] \
 //!     [--sats 1] [--inflight 1] [--seconds 5] [--intent system.cancel] \
-//!     [--skill dice|spin] [--expect ok|timeout] [--protocol native|hermes] \
+//!     [--skill dice|weather|spin] [--expect ok|timeout] [--protocol native|hermes] \
 //!     [--hub-toml TOML] [--confirm]
 //! ```
 //!
@@ -306,16 +306,37 @@ fn start_echo(port: u16, with_event: bool) {
 
 /// Installs the `--skill` fixture into `<state>/skills`; returns the TOML it needs.
 fn install_skill(state: &std::path::Path, skill: &str) -> String {
+    let example = |name: &str| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+            "../skill-sdk/examples/target/wasm32-unknown-unknown/release/{name}.wasm"
+        ));
+        std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; build the example skills first (./test.sh does)",
+                path.display()
+            )
+        })
+    };
+    let mut permissions = vec!["log".to_string()];
     let module = match skill {
-        "dice" => {
-            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../skill-sdk/examples/target/wasm32-unknown-unknown/release/dice.wasm");
-            std::fs::read(&path).unwrap_or_else(|e| {
-                panic!(
-                    "{}: {e}; build the example skills first (./test.sh does)",
-                    path.display()
-                )
-            })
+        "dice" => example("dice"),
+        "weather" => {
+            // The SDK's weather example against a forecast server on
+            // loopback (plain HTTP: the figure is the brokering, not TLS).
+            let port = serve_forecast();
+            let url = format!("http://127.0.0.1:{port}/v1/forecast?latitude=52.52&longitude=13.41");
+            std::fs::create_dir_all(state).unwrap();
+            std::fs::write(
+                state.join("secrets.toml"),
+                format!("weather_url = \"{url}\"\n"),
+            )
+            .unwrap();
+            permissions = vec![
+                format!("net.http:http://127.0.0.1:{port}"),
+                "secrets.read:weather_url".to_string(),
+                "log".to_string(),
+            ];
+            example("weather")
         }
         "spin" => {
             let wat = r#"(module (memory (export "memory") 1)
@@ -323,7 +344,9 @@ fn install_skill(state: &std::path::Path, skill: &str) -> String {
                 (func (export "hark_handle") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0)))"#;
             wat::parse_str(wat).unwrap()
         }
-        other => usage(&format!("--skill {other}: only dice and spin are built in")),
+        other => usage(&format!(
+            "--skill {other}: only dice, weather and spin are built in"
+        )),
     };
     let dir = state.join("skills").join(skill);
     std::fs::create_dir_all(&dir).unwrap();
@@ -333,7 +356,8 @@ fn install_skill(state: &std::path::Path, skill: &str) -> String {
         .collect();
     let manifest = json!({
         "name": skill, "version": "1.0.0", "abi": 1, "entrypoint": "skill.wasm", "sha256": sha,
-        "args_schema": {"type": "object"}, "permissions": ["log"]
+        "args_schema": {"type": "object"}, "permissions": permissions,
+        "trusted": skill == "weather"
     });
     std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
     std::fs::write(dir.join("skill.wasm"), module).unwrap();
@@ -341,6 +365,36 @@ fn install_skill(state: &std::path::Path, skill: &str) -> String {
         "tier = \"convenient\"\n[skills]\ndir = \"{}\"\n",
         state.join("skills").display()
     )
+}
+
+/// A forecast server on loopback for `--skill weather`: one answer per
+/// connection, the shape of Open-Meteo's. Returns its port.
+fn serve_forecast() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let body = r#"{"current":{"temperature_2m":3.4,"wind_speed_10m":12.0},"current_units":{"temperature_2m":"°C","wind_speed_10m":"km/h"}}"#;
+    std::thread::spawn(move || {
+        for mut sock in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _ = sock.set_nodelay(true);
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = write!(
+                    sock,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    port
 }
 
 fn start_hub(
