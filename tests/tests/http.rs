@@ -117,6 +117,35 @@ fn hub_granting(state: &Path, tier: &str, skills_dir: &Path, grants: &str, ca: &
     )
 }
 
+/// A hub in `tier` with one relay skill `name`, granted an HTTPS server on
+/// loopback and asking it for `path`.
+struct OneRelay {
+    hub: Hub,
+    https: HttpServer,
+    /// State, skills and certificates: removed when dropped.
+    _dirs: [TempDir; 3],
+}
+
+fn one_relay(test: &str, tier: &str, name: &str, path: &str) -> OneRelay {
+    let dirs = [
+        TempDir::new(test),
+        TempDir::new(&format!("{test}-skills")),
+        TempDir::new(&format!("{test}-certs")),
+    ];
+    let certs = Certs::make(dirs[2].path(), "ca");
+    let https = HttpServer::tls(&certs);
+    let grant = format!("127.0.0.1:{}", https.port);
+    let url = format!("https://{grant}{path}");
+    relay_skill(dirs[1].path(), name, &grant, json!({"url": url}));
+    let grants = [(name, grant)];
+    let hub = hub(dirs[0].path(), tier, dirs[1].path(), &grants, &certs.ca);
+    OneRelay {
+        hub,
+        https,
+        _dirs: dirs,
+    }
+}
+
 /// The audit records about `skill` of `kind`.
 fn audited(hub: &Hub, kind: &str, skill: &str) -> Vec<Value> {
     audit_records(&hub.audit_path())
@@ -333,24 +362,7 @@ fn a_granted_origin_answers_and_every_way_past_the_grant_is_refused() {
 
 #[test]
 fn a_silent_server_is_cut_at_the_budget_while_another_satellite_is_served() {
-    let (state, skills_dir, tmp) = (
-        TempDir::new("http-silent"),
-        TempDir::new("http-silent-skills"),
-        TempDir::new("http-silent-certs"),
-    );
-    let certs = Certs::make(tmp.path(), "ca");
-    let https = HttpServer::tls(&certs);
-    let grant = format!("127.0.0.1:{}", https.port);
-    let url = format!("https://127.0.0.1:{}/silent", https.port);
-    relay_skill(skills_dir.path(), "stall", &grant, json!({"url": url}));
-    let grants = [("stall", grant)];
-    let hub = hub(
-        state.path(),
-        "trusted",
-        skills_dir.path(),
-        &grants,
-        &certs.ca,
-    );
+    let OneRelay { hub, _dirs, .. } = one_relay("http-silent", "trusted", "stall", "/silent");
     runtime().block_on(async {
         let mut stalled = Satellite::connect(hub.port, &hub.prefix, "attic").await;
         let mut kitchen = Satellite::connect(hub.port, &hub.prefix, "kitchen").await;
@@ -382,24 +394,7 @@ fn a_silent_server_is_cut_at_the_budget_while_another_satellite_is_served() {
 
 #[test]
 fn the_paranoid_tier_never_makes_a_request() {
-    let (state, skills_dir, tmp) = (
-        TempDir::new("http-paranoid"),
-        TempDir::new("http-paranoid-skills"),
-        TempDir::new("http-paranoid-certs"),
-    );
-    let certs = Certs::make(tmp.path(), "ca");
-    let https = HttpServer::tls(&certs);
-    let grant = format!("127.0.0.1:{}", https.port);
-    let url = format!("https://127.0.0.1:{}/echo", https.port);
-    relay_skill(skills_dir.path(), "fetch", &grant, json!({"url": url}));
-    let grants = [("fetch", grant)];
-    let hub = hub(
-        state.path(),
-        "paranoid",
-        skills_dir.path(),
-        &grants,
-        &certs.ca,
-    );
+    let OneRelay { hub, https, _dirs } = one_relay("http-paranoid", "paranoid", "fetch", "/echo");
     let reply = runtime().block_on(async {
         let mut sat = Satellite::connect(hub.port, &hub.prefix, "kitchen").await;
         sat.request("fetch", json!({})).await

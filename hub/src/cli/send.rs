@@ -51,6 +51,31 @@ pub fn parse_args(pairs: &[String]) -> Result<Map<String, Value>, SendError> {
     Ok(args)
 }
 
+/// Why the CLI's connection to the broker failed: a refused login says which
+/// login and what to do, anything else what the broker or network said.
+pub(crate) fn connection_error(
+    e: rumqttc::ConnectionError,
+    config: &MqttConfig,
+    target: &str,
+) -> SendError {
+    match e {
+        rumqttc::ConnectionError::ConnectionRefused(
+            rumqttc::ConnectReturnCode::BadUserNamePassword
+            | rumqttc::ConnectReturnCode::NotAuthorized,
+        ) => SendError::Refused {
+            target: target.to_string(),
+            login: match &config.credentials {
+                Some(c) => format!("the login \"{}\"", c.username),
+                None => "a client without a login".to_string(),
+            },
+        },
+        e => SendError::Connect {
+            target: target.to_string(),
+            message: e.to_string(),
+        },
+    }
+}
+
 /// Sends one intent and waits up to `timeout` for its reply.
 pub async fn send(
     config: &MqttConfig,
@@ -75,22 +100,10 @@ pub async fn send(
     let exchange = async {
         let mut subscribed = false;
         loop {
-            let event = eventloop.poll().await.map_err(|e| match e {
-                rumqttc::ConnectionError::ConnectionRefused(
-                    rumqttc::ConnectReturnCode::BadUserNamePassword
-                    | rumqttc::ConnectReturnCode::NotAuthorized,
-                ) => SendError::Refused {
-                    target: target.clone(),
-                    login: match &config.credentials {
-                        Some(c) => format!("the login \"{}\"", c.username),
-                        None => "a client without a login".to_string(),
-                    },
-                },
-                e => SendError::Connect {
-                    target: target.clone(),
-                    message: e.to_string(),
-                },
-            })?;
+            let event = eventloop
+                .poll()
+                .await
+                .map_err(|e| connection_error(e, config, &target))?;
             match event {
                 Event::Incoming(Packet::ConnAck(_)) => {
                     client

@@ -32,19 +32,10 @@ pub async fn fetch(config: &MqttConfig, timeout: Duration) -> Result<Value, Send
     let exchange = async {
         let mut asked = false;
         loop {
-            let event = eventloop.poll().await.map_err(|e| match e {
-                rumqttc::ConnectionError::ConnectionRefused(
-                    rumqttc::ConnectReturnCode::BadUserNamePassword
-                    | rumqttc::ConnectReturnCode::NotAuthorized,
-                ) => SendError::Refused {
-                    target: target.clone(),
-                    login: match &config.credentials {
-                        Some(c) => format!("the login \"{}\"", c.username),
-                        None => "a client without a login".to_string(),
-                    },
-                },
-                e => failed(e.to_string()),
-            })?;
+            let event = eventloop
+                .poll()
+                .await
+                .map_err(|e| super::send::connection_error(e, config, &target))?;
             match event {
                 Event::Incoming(Packet::ConnAck(_)) => {
                     for topic in [&status_topic, &metrics_topic] {
