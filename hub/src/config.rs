@@ -341,6 +341,10 @@ pub struct Config {
     pub net: NetConfig,
     /// `metrics.listen`: where Prometheus text is served; `None`: nowhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The file it was read from (`None`: the defaults), for a reload.
+    pub source: Option<PathBuf>,
+    /// The file's tables as written, to tell which keys a reload changed.
+    pub table: toml::Table,
 }
 
 impl Config {
@@ -359,7 +363,66 @@ impl Config {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
-        raw.validate()
+        let mut config = raw.validate()?;
+        config.source = Some(path.to_path_buf());
+        config.table = toml::from_str(text).unwrap_or_default();
+        Ok(config)
+    }
+
+    /// Keys whose change needs a restart: what listens, where state lives,
+    /// what was started once (the broker link, the audit log, the speaker,
+    /// the worker threads, the timer table, the HTTP client).
+    pub const RESTART_KEYS: [&str; 12] = [
+        "state_dir",
+        "mqtt",
+        "audit",
+        "audio",
+        "timers",
+        "net",
+        "metrics",
+        "wyoming",
+        "hermes.enabled",
+        "skills.workers",
+        "skills.fuel_per_ms",
+        "confirm.timeout_s",
+    ];
+
+    /// The [`Config::RESTART_KEYS`] whose value in `self`'s file differs
+    /// from `running`'s.
+    pub fn needs_restart(&self, running: &Config) -> Vec<&'static str> {
+        fn lookup<'a>(table: &'a toml::Table, key: &str) -> Option<&'a toml::Value> {
+            let mut parts = key.split('.');
+            let mut value = table.get(parts.next()?)?;
+            for part in parts {
+                value = value.as_table()?.get(part)?;
+            }
+            Some(value)
+        }
+        Config::RESTART_KEYS
+            .into_iter()
+            .filter(|key| lookup(&self.table, key) != lookup(&running.table, key))
+            .collect()
+    }
+
+    /// `self` (a file read again) with what needs a restart taken from
+    /// `running`: what a reload applies.
+    pub fn reloadable_over(mut self, running: &Config) -> Config {
+        self.state_dir = running.state_dir.clone();
+        self.mqtt = running.mqtt.clone();
+        self.audit_path = running.audit_path.clone();
+        self.audit_checkpoint_every = running.audit_checkpoint_every;
+        self.audit_checkpoint_s = running.audit_checkpoint_s;
+        self.audit_max_bytes = running.audit_max_bytes;
+        self.audio = running.audio.clone();
+        self.timers = running.timers;
+        self.net = running.net.clone();
+        self.metrics_listen = running.metrics_listen;
+        self.wyoming = running.wyoming.clone();
+        self.hermes.enabled = running.hermes.enabled;
+        self.skills.workers = running.skills.workers;
+        self.skills.fuel_per_ms = running.skills.fuel_per_ms;
+        self.confirm.timeout = running.confirm.timeout;
+        self
     }
 
     /// The configuration of an absent file.
@@ -529,6 +592,8 @@ impl RawConfig {
                     )
                 })?),
             },
+            source: None,
+            table: toml::Table::new(),
         })
     }
 }
@@ -839,6 +904,28 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_toml(text, Path::new("hark.toml"))
+    }
+
+    #[test]
+    fn a_reload_applies_the_tier_and_keeps_what_needs_a_restart() {
+        let path = Path::new("hark.toml");
+        let running = Config::from_toml("[mqtt]\nlisten = \"127.0.0.1:1883\"\n", path).unwrap();
+        let edited = Config::from_toml(
+            "tier = \"trusted\"\nstate_dir = \"/elsewhere\"\n[mqtt]\nlisten = \"127.0.0.1:1884\"\n\
+             [confirm]\nskills = [\"dice\"]\n",
+            path,
+        )
+        .unwrap();
+        assert_eq!(edited.needs_restart(&running), vec!["state_dir", "mqtt"]);
+        let applied = edited.reloadable_over(&running);
+        assert_eq!(applied.tier, Tier::Trusted);
+        assert!(applied.confirm.skills.contains("dice"));
+        assert_eq!(applied.state_dir, running.state_dir);
+        assert_eq!(
+            format!("{:?}", applied.mqtt.broker),
+            format!("{:?}", running.mqtt.broker)
+        );
+        assert_eq!(applied.source.as_deref(), Some(path));
     }
 
     #[test]

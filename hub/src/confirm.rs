@@ -105,8 +105,8 @@ struct State {
 #[derive(Debug)]
 pub struct Confirmations {
     state: Mutex<State>,
-    /// `[confirm] skills`.
-    listed: BTreeSet<String>,
+    /// `[confirm] skills` (a reload may change it).
+    listed: std::sync::RwLock<BTreeSet<String>>,
     timeout: Duration,
     audit: Arc<Audit>,
     outbox: Outbox,
@@ -118,7 +118,7 @@ impl Confirmations {
     pub fn new(config: &ConfirmConfig, audit: Arc<Audit>, outbox: Outbox) -> Confirmations {
         Confirmations {
             state: Mutex::default(),
-            listed: config.skills.clone(),
+            listed: std::sync::RwLock::new(config.skills.clone()),
             timeout: config.timeout,
             audit,
             outbox,
@@ -129,8 +129,14 @@ impl Confirmations {
     /// Whether `skill` asks before each call: its manifest says so, or the
     /// admin listed it. Never the skills that answer or stop questions.
     pub fn sensitive(&self, skill: &SkillInfo) -> bool {
-        (skill.manifest.confirm || self.listed.contains(&skill.name))
+        let listed = self.listed.read().unwrap_or_else(|e| e.into_inner());
+        (skill.manifest.confirm || listed.contains(&skill.name))
             && !NEVER_ASKS.contains(&skill.name.as_str())
+    }
+
+    /// `[confirm] skills` as a reload read it; questions already asked wait on.
+    pub fn set_listed(&self, skills: BTreeSet<String>) {
+        *self.listed.write().unwrap_or_else(|e| e.into_inner()) = skills;
     }
 
     /// How long a question waits.

@@ -57,6 +57,8 @@ pub struct Dispatcher {
     /// The sandbox's workers; absent in the paranoid tier, where no
     /// WebAssembly skill runs.
     pool: OnceLock<crate::sandbox::pool::Pool>,
+    /// Config keys a reload read but could not apply (they need a restart).
+    pending_restart: std::sync::Mutex<Vec<String>>,
 }
 
 impl Dispatcher {
@@ -72,7 +74,29 @@ impl Dispatcher {
             max_payload,
             budget,
             pool: OnceLock::new(),
+            pending_restart: std::sync::Mutex::default(),
         }
+    }
+
+    /// Whether the sandbox's workers run (they start with the first tier
+    /// that runs WebAssembly skills).
+    pub fn has_pool(&self) -> bool {
+        self.pool.get().is_some()
+    }
+
+    /// The config keys changed since start that only a restart applies.
+    pub fn pending_restart(&self) -> Vec<String> {
+        self.pending_restart
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_pending_restart(&self, keys: Vec<String>) {
+        *self
+            .pending_restart
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = keys;
     }
 
     pub fn registry(&self) -> Arc<Registry> {
@@ -112,7 +136,7 @@ impl Dispatcher {
     }
 
     pub fn tier(&self) -> Tier {
-        self.env.tier
+        self.env.tier.get()
     }
 
     /// Appends a record that is not a request (start, load, refusal, stop).

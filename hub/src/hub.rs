@@ -129,7 +129,7 @@ pub fn assemble(config: &Config) -> Result<Assembly, HubError> {
         audit_log.clone(),
     )?;
     let env = Arc::new(Env {
-        tier: config.tier,
+        tier: crate::policy::TierCell::new(config.tier),
         audit: audit_log.clone(),
         services: Services {
             timers: timers.clone(),
@@ -325,7 +325,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         outbox.clone(),
         topics.clone(),
         config.audit_checkpoint_s,
-        config.tier,
         started,
     ));
 
@@ -353,12 +352,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         adapters,
         admission: std::sync::Mutex::new(Admission::default()),
         started,
-        tier: config.tier,
         systemd: crate::systemd::Notifier::from_env(),
         reload: Reload {
-            config: config.clone(),
+            at_start: config.clone(),
+            current: Arc::new(std::sync::Mutex::new(config.clone())),
             engine,
-            fuel_per_ms,
+            fuel_per_ms: Arc::new(std::sync::atomic::AtomicU64::new(fuel_per_ms)),
             running: Arc::default(),
         },
     };
@@ -498,7 +497,6 @@ async fn audit_service(
     outbox: Outbox,
     topics: Topics,
     checkpoint_every: Duration,
-    tier: crate::policy::Tier,
     started: Instant,
 ) {
     let audit = dispatcher.audit_log().clone();
@@ -510,7 +508,7 @@ async fn audit_service(
             () = audit.checkpoint_due() => true,
         };
         if let Some(gap) = audit.take_gap() {
-            raise_alarm(&dispatcher, &outbox, &topics, &gap, tier, started).await;
+            raise_alarm(&dispatcher, &outbox, &topics, &gap, started).await;
         }
         let checkpoint =
             full || audit.since_checkpoint() > 0 && last_checkpoint.elapsed() >= checkpoint_every;
@@ -542,7 +540,6 @@ async fn raise_alarm(
     outbox: &Outbox,
     topics: &Topics,
     gap: &audit::Gap,
-    tier: crate::policy::Tier,
     started: Instant,
 ) {
     let alarm = json!({
@@ -553,10 +550,7 @@ async fn raise_alarm(
     });
     for (topic, payload) in [
         (topics.alarm(), alarm),
-        (
-            topics.status(),
-            status_payload(dispatcher, tier, started, true),
-        ),
+        (topics.status(), status_payload(dispatcher, started, true)),
     ] {
         outbox
             .send(Message {
@@ -595,7 +589,6 @@ struct Server {
     /// Requests waiting for their turn, and how many run.
     admission: std::sync::Mutex<Admission<Box<dyn Job>>>,
     started: Instant,
-    tier: crate::policy::Tier,
     /// Tells systemd the hub is ready, alive, stopping.
     systemd: crate::systemd::Notifier,
     reload: Reload,
@@ -605,16 +598,122 @@ struct Server {
 /// (`None` for a task that only sends a refusal).
 type Requests = JoinSet<Option<String>>;
 
-/// What a SIGHUP needs to load the skills again.
+/// What a SIGHUP needs to read the config and load the skills again.
 struct Reload {
-    config: Config,
+    /// The config the hub started with: what needs a restart is judged
+    /// against it.
+    at_start: Config,
+    /// The config in force: the last reload's, or the one at start.
+    current: Arc<std::sync::Mutex<Config>>,
     engine: wasmi::Engine,
-    fuel_per_ms: u64,
+    /// This board's interpreter speed; 0 until measured (a hub started
+    /// paranoid measures it at the reload that first needs it).
+    fuel_per_ms: Arc<std::sync::atomic::AtomicU64>,
     /// Held by the reload that runs; another SIGHUP's reload waits for it.
     running: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Server {
+    /// Reads the config file again (SIGHUP) and applies what can change
+    /// while running: the tier, `[confirm] skills`, the Hermes mappings
+    /// (and, through the skills' reload, trust keys, hermetic mode, grants
+    /// and `skills.dir`). What needs a restart ([`Config::RESTART_KEYS`]) keeps
+    /// its running value, and is logged, audited and shown in the status.
+    /// A file that no longer reads keeps everything as it was. Returns the
+    /// config the skills are to be loaded under.
+    fn reread_config(&self) -> Option<Config> {
+        let current = self
+            .reload
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(path) = current.source.clone() else {
+            return Some(current);
+        };
+        let fresh = match Config::load(&path) {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                let message = format!("reload: {e}; keeping the running config");
+                tracing::error!("{message}");
+                self.dispatcher.audit(&audit::Record {
+                    kind: audit::Kind::Error,
+                    rule: Some("config.reload".into()),
+                    message: Some(message),
+                    ..Default::default()
+                });
+                return None;
+            }
+        };
+        let restart: Vec<String> = fresh
+            .needs_restart(&self.reload.at_start)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let applied = fresh.reloadable_over(&self.reload.at_start);
+        let mut notes = Vec::new();
+        let (was, now) = (current.tier, applied.tier);
+        if was != now {
+            notes.push(format!("tier {was} -> {now}"));
+        }
+        if now != crate::policy::Tier::Paranoid && !self.dispatcher.has_pool() {
+            let workers = applied.skills.workers;
+            match crate::sandbox::pool::Pool::start(
+                workers,
+                workers * 4,
+                self.reload.engine.clone(),
+                self.dispatcher.env().clone(),
+                tokio::runtime::Handle::current(),
+            ) {
+                Ok(pool) => self.dispatcher.set_pool(pool),
+                Err(e) => {
+                    let message = format!(
+                        "reload: cannot start the skill workers the {now} tier needs ({e}); \
+                         keeping the running config"
+                    );
+                    tracing::error!("{message}");
+                    return None;
+                }
+            }
+        }
+        self.dispatcher.env().tier.set(now);
+        let confirmations = &self.dispatcher.services().confirmations;
+        confirmations.set_listed(applied.confirm.skills.clone());
+        for adapter in &self.adapters {
+            adapter.reconfigure(&applied);
+        }
+        if !restart.is_empty() {
+            tracing::warn!(
+                "reload: {} changed; that takes a restart of the hub (running with the old values)",
+                restart.join(", ")
+            );
+            notes.push(format!("needs a restart for: {}", restart.join(", ")));
+        }
+        self.dispatcher.set_pending_restart(restart);
+        tracing::info!("SIGHUP: config {} read again", path.display());
+        self.dispatcher.audit(&audit::Record {
+            kind: audit::Kind::Load,
+            decision: Some(audit::Decision::Allow),
+            rule: Some("config.reload".into()),
+            message: Some(format!(
+                "config {} read again{}",
+                path.display(),
+                if notes.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", notes.join("; "))
+                }
+            )),
+            ..Default::default()
+        });
+        *self
+            .reload
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = applied.clone();
+        Some(applied)
+    }
+
     /// Loads `skills.dir` again and swaps the registry in one step; a skill
     /// whose new version fails keeps serving its old one, and a module whose
     /// sha256 did not change keeps its compiled code.
@@ -623,20 +722,25 @@ impl Server {
     /// a blocking thread, so the loop goes on serving meanwhile (compiling
     /// takes up to seconds on a slow board). Reloads run one at a time.
     async fn reload(&self) {
+        let Some(config) = self.reread_config() else {
+            return;
+        };
         let dispatcher = self.dispatcher.clone();
-        let (config, engine, fuel_per_ms) = (
-            self.reload.config.clone(),
-            self.reload.engine.clone(),
-            self.reload.fuel_per_ms,
-        );
+        let (engine, speed) = (self.reload.engine.clone(), self.reload.fuel_per_ms.clone());
         let running = self.reload.running.clone();
         let (outbox, status_topic) = (self.outbox.clone(), self.topics.status());
-        let (tier, started) = (self.tier, self.started);
+        let started = self.started;
         tokio::spawn(async move {
             let _one_at_a_time = running.lock_owned().await;
             let begun = Instant::now();
             let compiled = crate::loader::compiled(&dispatcher.registry());
             let load = tokio::task::spawn_blocking(move || {
+                use std::sync::atomic::Ordering;
+                let mut fuel_per_ms = speed.load(Ordering::Relaxed);
+                if fuel_per_ms == 0 {
+                    fuel_per_ms = crate::hub::fuel_per_ms(&config, &engine);
+                    speed.store(fuel_per_ms, Ordering::Relaxed);
+                }
                 crate::loader::load_registry_reusing(&config, &engine, fuel_per_ms, &compiled)
             });
             let loaded = match load.await {
@@ -663,7 +767,7 @@ impl Server {
                 took_ms = begun.elapsed().as_millis() as u64,
                 "skills reloaded"
             );
-            let payload = status_payload(&dispatcher, tier, started, true);
+            let payload = status_payload(&dispatcher, started, true);
             outbox
                 .send(Message {
                     topic: status_topic,
@@ -702,7 +806,7 @@ impl Server {
             tokio::select! {
                 () = &mut shutdown => break,
                 Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                    tracing::info!("SIGHUP: reloading skills");
+                    tracing::info!("SIGHUP: reading the config and the skills again");
                     self.reload().await;
                 }
                 () = &mut retry, if waiting => waiting = false,
@@ -992,7 +1096,7 @@ impl Server {
     }
 
     async fn publish_status(&self, online: bool) {
-        let payload = status_payload(&self.dispatcher, self.tier, self.started, online);
+        let payload = status_payload(&self.dispatcher, self.started, online);
         self.outbox
             .send(Message {
                 topic: self.topics.status(),
@@ -1011,12 +1115,8 @@ fn shutting_down() -> Failure {
 }
 
 /// The retained status: how a UI learns what runs and what is off, and why.
-pub fn status_payload(
-    dispatcher: &Dispatcher,
-    tier: crate::policy::Tier,
-    started: Instant,
-    online: bool,
-) -> Value {
+pub fn status_payload(dispatcher: &Dispatcher, started: Instant, online: bool) -> Value {
+    let tier = dispatcher.tier();
     let skills: Vec<Value> = dispatcher.registry().describe();
     json!({
         "online": online,
@@ -1031,5 +1131,6 @@ pub fn status_payload(
         "skills": skills,
         "timers": dispatcher.services().timers.per_satellite(),
         "audit_head": dispatcher.audit_log().last_seq(),
+        "restart_needed": dispatcher.pending_restart(),
     })
 }

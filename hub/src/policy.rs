@@ -11,11 +11,36 @@ use std::str::FromStr;
 use hark_skill_sdk::{Manifest, Permission, Risk};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
 pub enum Tier {
     #[default]
-    Paranoid,
-    Trusted,
-    Convenient,
+    Paranoid = 0,
+    Trusted = 1,
+    Convenient = 2,
+}
+
+/// The tier a running hub decides under: set at start, changed by a reload
+/// (SIGHUP), read by every decision.
+#[derive(Debug)]
+pub struct TierCell(std::sync::atomic::AtomicU8);
+
+impl TierCell {
+    pub fn new(tier: Tier) -> TierCell {
+        TierCell(std::sync::atomic::AtomicU8::new(tier as u8))
+    }
+
+    pub fn get(&self) -> Tier {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            2 => Tier::Convenient,
+            1 => Tier::Trusted,
+            _ => Tier::Paranoid,
+        }
+    }
+
+    pub fn set(&self, tier: Tier) {
+        self.0
+            .store(tier as u8, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Tier {

@@ -281,8 +281,11 @@ impl Hub {
             }
         };
         let text = test_config(state, &broker, setup);
-        let config = Config::from_toml(&text, Path::new("test.toml"))
-            .unwrap_or_else(|e| panic!("test config: {e}\n{text}"));
+        // On disk, as `hark run` reads it: a SIGHUP reads it again.
+        std::fs::create_dir_all(state).unwrap();
+        let path = state.join("hark.toml");
+        std::fs::write(&path, &text).unwrap();
+        let config = Config::load(&path).unwrap_or_else(|e| panic!("test config: {e}\n{text}"));
         let prefix = config.mqtt.prefix.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {

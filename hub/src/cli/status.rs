@@ -114,6 +114,18 @@ pub fn format(answer: &Value) -> String {
         text(&status["audit"]),
         text(&status["audit_head"])
     ));
+    let restart: Vec<String> = status["restart_needed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(text)
+        .collect();
+    if !restart.is_empty() {
+        out.push_str(&format!(
+            "config changed since start in {}: takes a restart of the hub (running with the old values)\n",
+            restart.join(", ")
+        ));
+    }
     if answer["fresh"] != true {
         out.push_str(
             "(the hub did not answer the refresh: figures as the broker kept them, up to 60 s old)\n",

@@ -31,7 +31,7 @@ fn builtin(t: &TestEnv, runner: Box<dyn BuiltinSkill>, permissions: Option<&[&st
         Signature::NotApplicable,
         Vec::new(),
     );
-    let admission = policy::decide(t.env.tier, &info, &Action::Load);
+    let admission = policy::decide(t.env.tier.get(), &info, &Action::Load);
     Skill {
         info: Arc::new(info),
         schema,
@@ -158,7 +158,7 @@ fn wasm(t: &TestEnv, engine: &wasmi::Engine, name: &str, wat: &str, timeout_ms: 
     let module = sandbox::compile(engine, &bytes, &info.permissions, limits.memory_bytes)
         .unwrap_or_else(|problems| panic!("{name} does not load: {problems:?}"));
     let kv = Arc::new(KvStore::open(&t.dir.join("kv"), name).unwrap());
-    let admission = policy::decide(t.env.tier, &info, &Action::Load);
+    let admission = policy::decide(t.env.tier.get(), &info, &Action::Load);
     Skill {
         info: info.clone(),
         schema,
@@ -667,7 +667,7 @@ fn with_broken_sound(t: &TestEnv) -> Arc<Env> {
     let s = &t.env.services;
     let out = AudioOut::open(AudioBackend::Null).unwrap();
     Arc::new(Env {
-        tier: t.env.tier,
+        tier: crate::policy::TierCell::new(t.env.tier.get()),
         audit: t.env.audit.clone(),
         services: Services {
             timers: s.timers.clone(),

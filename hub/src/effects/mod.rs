@@ -78,7 +78,8 @@ pub struct Services {
 /// hub, shared by the dispatcher and the sandbox's workers.
 #[derive(Debug)]
 pub struct Env {
-    pub tier: Tier,
+    /// Changed by a reload; read at every decision.
+    pub tier: crate::policy::TierCell,
     pub audit: Arc<Audit>,
     pub services: Services,
 }
@@ -514,7 +515,7 @@ impl Effects {
             Err(Failure::Deadline) => ("timeout".into(), "cut at the call's deadline".into()),
             Err(Failure::TooLarge(m) | Failure::Failed(m)) => ("failed".into(), m.clone()),
         };
-        let full = self.env.tier == Tier::Convenient;
+        let full = self.env.tier.get() == Tier::Convenient;
         let message = format!(
             "{} {}{} -> {status}: {detail}, {} bytes sent, {} ms",
             ask.method.as_str(),
@@ -583,7 +584,7 @@ impl Effects {
 
     /// Asks the gate whether the skill may use `permission` now.
     fn allow(&mut self, permission: &Permission) -> Result<(), Denial> {
-        let decision = policy::decide(self.env.tier, &self.skill, &Action::Use(permission));
+        let decision = policy::decide(self.env.tier.get(), &self.skill, &Action::Use(permission));
         if decision.allow {
             Ok(())
         } else {
@@ -597,7 +598,8 @@ impl Effects {
     fn allow_any(&mut self, candidates: &[Permission]) -> Result<(), Denial> {
         let mut refused = None;
         for permission in candidates {
-            let decision = policy::decide(self.env.tier, &self.skill, &Action::Use(permission));
+            let decision =
+                policy::decide(self.env.tier.get(), &self.skill, &Action::Use(permission));
             if decision.allow {
                 return Ok(());
             }
@@ -721,7 +723,7 @@ pub(crate) mod testing {
                 metrics: Arc::default(),
             };
             let env = Arc::new(Env {
-                tier,
+                tier: crate::policy::TierCell::new(tier),
                 audit,
                 services,
             });

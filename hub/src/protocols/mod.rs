@@ -75,6 +75,9 @@ pub trait Adapter: Send + Sync + Debug {
 
     /// Stops what it runs by itself (a listener and its connections).
     fn stop(&self) {}
+
+    /// Takes up what a reload (SIGHUP) read: mappings, not listeners.
+    fn reconfigure(&self, _config: &crate::config::Config) {}
 }
 
 /// What became of an MQTT message an adapter was offered.

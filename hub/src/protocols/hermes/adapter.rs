@@ -79,15 +79,36 @@ pub struct Adapter {
 struct Shared {
     dispatcher: Arc<Dispatcher>,
     outbox: Outbox,
+    /// The mappings of `[hermes]`, swapped whole by a reload.
+    mappings: std::sync::RwLock<Arc<Mappings>>,
+    max_payload: usize,
+    next_id: AtomicU64,
+}
+
+/// What `[hermes]` says to map, and to whom to listen.
+#[derive(Debug)]
+struct Mappings {
     intents: BTreeMap<String, String>,
     /// The intents that answer a question (`hermes.confirm_yes`/`_no`).
     confirm: mapping::ConfirmIntents,
     /// What Rhasspy may hear while a question waits (`intentFilter`).
     confirm_filter: Vec<String>,
-    max_payload: usize,
-    next_id: AtomicU64,
     /// `hermes.sites`: the siteIds served; empty, any.
     sites: Vec<String>,
+}
+
+impl Mappings {
+    fn of(config: &HermesConfig) -> Arc<Mappings> {
+        Arc::new(Mappings {
+            intents: config.intents.clone(),
+            confirm: mapping::ConfirmIntents {
+                yes: config.confirm_yes.clone(),
+                no: config.confirm_no.clone(),
+            },
+            confirm_filter: config.confirm_intents(),
+            sites: config.sites.clone(),
+        })
+    }
 }
 
 /// Request ids of messages outside a session start with this (there is
@@ -105,15 +126,9 @@ impl Adapter {
             shared: Arc::new(Shared {
                 dispatcher,
                 outbox,
-                intents: config.intents.clone(),
-                confirm: mapping::ConfirmIntents {
-                    yes: config.confirm_yes.clone(),
-                    no: config.confirm_no.clone(),
-                },
-                confirm_filter: config.confirm_intents(),
+                mappings: std::sync::RwLock::new(Mappings::of(config)),
                 max_payload,
                 next_id: AtomicU64::new(1),
-                sites: config.sites.clone(),
             }),
         }
     }
@@ -160,6 +175,14 @@ impl Adapter {
 }
 
 impl crate::protocols::Adapter for Adapter {
+    fn reconfigure(&self, config: &crate::config::Config) {
+        *self
+            .shared
+            .mappings
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Mappings::of(&config.hermes);
+    }
+
     fn subscriptions(&self) -> Vec<String> {
         topics::SUBSCRIPTIONS
             .iter()
@@ -260,7 +283,8 @@ impl MessageJob {
             );
             return Err(self.reject(answer, intent, failure));
         }
-        if !self.hermes.sites.is_empty() && !self.hermes.sites.contains(&nlu.site_id) {
+        let mappings = self.hermes.mappings();
+        if !mappings.sites.is_empty() && !mappings.sites.contains(&nlu.site_id) {
             let failure = Failure::new(
                 ErrorCode::Denied,
                 format!(
@@ -289,7 +313,7 @@ impl MessageJob {
             None => self.hermes.new_id(),
         };
         answer.request_id = Some(id.clone());
-        match mapping::request(&nlu, &self.hermes.intents, &self.hermes.confirm, &id) {
+        match mapping::request(&nlu, &mappings.intents, &mappings.confirm, &id) {
             Ok(request) => {
                 self.answer = answer;
                 self.intent = Some(nlu.intent_name);
@@ -338,6 +362,13 @@ impl Job for MessageJob {
 }
 
 impl Shared {
+    fn mappings(&self) -> Arc<Mappings> {
+        self.mappings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The payload as JSON, or why not with what could be recovered.
     fn read(&self, payload: &[u8]) -> Result<Value, Box<(Envelope, Failure)>> {
         let skim = || {
@@ -399,7 +430,7 @@ impl Shared {
                     ContinueSession {
                         session_id: session_id.clone(),
                         text: text.unwrap_or_default(),
-                        intent_filter: self.confirm_filter.clone(),
+                        intent_filter: self.mappings().confirm_filter.clone(),
                         custom_data: answer.custom_data.clone(),
                         send_intent_not_recognized: false,
                     }
