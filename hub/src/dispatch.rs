@@ -59,6 +59,18 @@ pub struct Dispatcher {
     pool: OnceLock<crate::sandbox::pool::Pool>,
     /// Config keys a reload read but could not apply (they need a restart).
     pending_restart: std::sync::Mutex<Vec<String>>,
+    /// The hub's setup, for its status (set once at start).
+    facts: OnceLock<Facts>,
+}
+
+/// What the status says of the hub's setup.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// The config file, `None` for the defaults.
+    pub config: Option<std::path::PathBuf>,
+    /// `embedded <listen>` or the broker's address.
+    pub broker: String,
+    pub state_dir: std::path::PathBuf,
 }
 
 impl Dispatcher {
@@ -75,7 +87,16 @@ impl Dispatcher {
             budget,
             pool: OnceLock::new(),
             pending_restart: std::sync::Mutex::default(),
+            facts: OnceLock::new(),
         }
+    }
+
+    pub fn set_facts(&self, facts: Facts) {
+        let _ = self.facts.set(facts);
+    }
+
+    pub fn facts(&self) -> Facts {
+        self.facts.get().cloned().unwrap_or_default()
     }
 
     /// Whether the sandbox's workers run (they start with the first tier

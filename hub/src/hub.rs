@@ -344,6 +344,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             Some(tokio::spawn(crate::metrics::serve(listener, render)))
         }
     };
+    dispatcher.set_facts(crate::dispatch::Facts {
+        config: config.source.clone(),
+        broker: match &config.mqtt.broker {
+            Broker::Embedded { listen } => format!("embedded, {listen}"),
+            Broker::External { host, port, tls } => {
+                format!("{}://{host}:{port}", if *tls { "mqtts" } else { "mqtt" })
+            }
+        },
+        state_dir: config.state_dir.clone(),
+    });
     let server = Server {
         client,
         topics,
@@ -1082,10 +1092,13 @@ impl Server {
         self.pump(requests);
     }
 
-    /// The metrics as JSON, retained beside the status (SPEC §10).
+    /// The metrics as JSON, retained beside the status (SPEC §10), with
+    /// what only the admin reads: the setup, the satellites and their
+    /// timers (the status is every satellite's to read; this is not).
     async fn publish_metrics(&self) {
         let metrics = &self.dispatcher.services().metrics;
-        let payload = metrics.json(&self.dispatcher.gauges());
+        let mut payload = metrics.json(&self.dispatcher.gauges());
+        payload["hub"] = admin_facts(&self.dispatcher);
         self.outbox
             .send(Message {
                 topic: self.topics.metrics(),
@@ -1114,9 +1127,31 @@ fn shutting_down() -> Failure {
     )
 }
 
+/// The hub's setup and its satellites, for the admin's eyes only.
+fn admin_facts(dispatcher: &Dispatcher) -> Value {
+    let facts = dispatcher.facts();
+    // Registered satellites, and when each last logged in (the embedded
+    // broker writes that, once a minute at most).
+    let satellites: Vec<Value> = crate::satellites::Registry::load(&facts.state_dir)
+        .map(|r| {
+            r.iter()
+                .map(|s| json!({"id": s.id, "last_seen": s.last_seen}))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "config": facts.config,
+        "broker": facts.broker,
+        "satellites": satellites,
+        "timers": dispatcher.services().timers.per_satellite(),
+    })
+}
+
 /// The retained status: how a UI learns what runs and what is off, and why.
 pub fn status_payload(dispatcher: &Dispatcher, started: Instant, online: bool) -> Value {
     let tier = dispatcher.tier();
+    let audit = dispatcher.audit_log();
+    let head = audit.last_seq();
     let skills: Vec<Value> = dispatcher.registry().describe();
     json!({
         "online": online,
@@ -1129,8 +1164,8 @@ pub fn status_payload(dispatcher: &Dispatcher, started: Instant, online: bool) -
             None => "intact".to_owned(),
         },
         "skills": skills,
-        "timers": dispatcher.services().timers.per_satellite(),
-        "audit_head": dispatcher.audit_log().last_seq(),
+        "audit_head": head,
+        "audit_checkpoint": head.saturating_sub(audit.since_checkpoint()),
         "restart_needed": dispatcher.pending_restart(),
     })
 }

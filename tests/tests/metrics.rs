@@ -126,7 +126,13 @@ fn metrics_and_status_show_what_the_hub_did() {
     );
     assert_eq!(metrics["skills"]["dice"]["duration_seconds"]["count"], 50);
     assert_eq!(metrics["timers_pending"], 1);
-    assert_eq!(answer["status"]["timers"]["kitchen"], 1, "{answer}");
+    assert_eq!(metrics["hub"]["timers"]["kitchen"], 1, "{answer}");
+    assert!(
+        answer["status"].get("timers").is_none(),
+        "satellites read the status"
+    );
+    let broker = format!("embedded, 127.0.0.1:{}", hub.port);
+    assert_eq!(metrics["hub"]["broker"], broker, "{answer}");
 
     let out = run_hark(state.path(), &["--config", config, "status"]);
     let shown = text(&out.stdout);

@@ -109,10 +109,11 @@ pub fn format(answer: &Value) -> String {
         uptime(status["uptime_s"].as_u64().unwrap_or(0)),
     );
     out.push_str(&format!(
-        "audio {}; audit log {}, {} records\n",
+        "audio {}; audit log {}, {} records, signed up to {}\n",
         text(&status["audio"]),
         text(&status["audit"]),
-        text(&status["audit_head"])
+        text(&status["audit_head"]),
+        text(&status["audit_checkpoint"])
     ));
     let restart: Vec<String> = status["restart_needed"]
         .as_array()
@@ -158,7 +159,24 @@ pub fn format(answer: &Value) -> String {
             out.push_str(&format!("      why: {reason}\n"));
         }
     }
-    let timers = status["timers"].as_object();
+    let hub = &metrics["hub"];
+    out.push_str(&format!(
+        "config {}; broker {}\n",
+        text(&hub["config"]),
+        text(&hub["broker"])
+    ));
+    let satellites = hub["satellites"].as_array().filter(|s| !s.is_empty());
+    if let Some(satellites) = satellites {
+        out.push_str("\nsatellites (last login)\n");
+        for s in satellites {
+            out.push_str(&format!(
+                "  {:<20} {}\n",
+                text(&s["id"]),
+                s["last_seen"].as_str().unwrap_or("never")
+            ));
+        }
+    }
+    let timers = hub["timers"].as_object();
     out.push_str("\ntimers\n");
     match timers.filter(|t| !t.is_empty()) {
         None => out.push_str("  none\n"),
