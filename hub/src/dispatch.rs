@@ -133,6 +133,21 @@ impl Dispatcher {
     }
 
     /// Hands the dispatcher the sandbox's workers (once).
+    /// Starts the sandbox's `workers` threads (a queue of 4 per worker) and
+    /// keeps them: at start in a tier that runs WebAssembly skills, or at
+    /// the first reload into one.
+    pub fn start_pool(&self, workers: usize, engine: wasmi::Engine) -> std::io::Result<()> {
+        let pool = crate::sandbox::pool::Pool::start(
+            workers,
+            workers * 4,
+            engine,
+            self.env.clone(),
+            tokio::runtime::Handle::current(),
+        )?;
+        self.set_pool(pool);
+        Ok(())
+    }
+
     pub fn set_pool(&self, pool: crate::sandbox::pool::Pool) {
         let _ = self.pool.set(pool);
     }

@@ -31,7 +31,6 @@ use crate::protocols::native::Topics;
 use crate::protocols::{self, Accepted, Adapter, Inbound, Job};
 use crate::registry::Registry;
 use crate::request::Failure;
-use crate::sandbox::pool::Pool;
 use crate::timers::TimerService;
 
 pub use crate::admission::MAX_CONCURRENT_REQUESTS;
@@ -171,16 +170,9 @@ pub fn assemble(config: &Config) -> Result<Assembly, HubError> {
     audit_registry(&dispatcher, &dispatcher.registry(), &[]);
 
     if config.tier != crate::policy::Tier::Paranoid {
-        let workers = config.skills.workers;
-        let pool = Pool::start(
-            workers,
-            workers * 4,
-            engine.clone(),
-            env,
-            tokio::runtime::Handle::current(),
-        )
-        .map_err(HubError::Workers)?;
-        dispatcher.set_pool(pool);
+        dispatcher
+            .start_pool(config.skills.workers, engine.clone())
+            .map_err(HubError::Workers)?;
     }
     let (admit, admit_rx) = tokio::sync::mpsc::channel(ADMIT_QUEUE);
     let setup = protocols::Setup {
@@ -668,22 +660,15 @@ impl Server {
         }
         if now != crate::policy::Tier::Paranoid && !self.dispatcher.has_pool() {
             let workers = applied.skills.workers;
-            match crate::sandbox::pool::Pool::start(
-                workers,
-                workers * 4,
-                self.reload.engine.clone(),
-                self.dispatcher.env().clone(),
-                tokio::runtime::Handle::current(),
-            ) {
-                Ok(pool) => self.dispatcher.set_pool(pool),
-                Err(e) => {
-                    let message = format!(
-                        "reload: cannot start the skill workers the {now} tier needs ({e}); \
-                         keeping the running config"
-                    );
-                    tracing::error!("{message}");
-                    return None;
-                }
+            if let Err(e) = self
+                .dispatcher
+                .start_pool(workers, self.reload.engine.clone())
+            {
+                tracing::error!(
+                    "reload: cannot start the skill workers the {now} tier needs ({e}); \
+                     keeping the running config"
+                );
+                return None;
             }
         }
         self.dispatcher.env().tier.set(now);

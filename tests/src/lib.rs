@@ -746,6 +746,14 @@ pub fn audit_records(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// A runtime for a test's MQTT clients, on the test's own thread.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// A CA and a server certificate for `localhost` / 127.0.0.1 signed by it,
 /// made with the `openssl` command in `dir`: `ca.pem`, `server.pem`, `server.key`.
 #[derive(Debug)]

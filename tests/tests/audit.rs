@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use hark_tests::{Hub, PATIENCE, Satellite, Setup, TempDir, hark_binary, is_root, run_hark, text};
+use hark_tests::{
+    Hub, PATIENCE, Satellite, Setup, TempDir, hark_binary, is_root, run_hark, runtime, text,
+};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -16,13 +18,6 @@ fn setup() -> Setup {
         tables: "[audit]\ncheckpoint_every = 5\n".to_owned(),
         ..Setup::default()
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// `n` requests from the kitchen.

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use hark_tests::hermes::{Peer, Rhasspy};
-use hark_tests::{BrokerKind, Hub, PATIENCE, Satellite, Setup, TempDir, audit_records};
+use hark_tests::{BrokerKind, Hub, PATIENCE, Satellite, Setup, TempDir, audit_records, runtime};
 use serde_json::{Value, json};
 
 fn start_hub(name: &str, timeout_s: u64, extra: &str) -> (TempDir, Hub) {
@@ -23,13 +23,6 @@ fn start_hub(name: &str, timeout_s: u64, extra: &str) -> (TempDir, Hub) {
         },
     );
     (dir, hub)
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 async fn timers(sat: &mut Satellite) -> usize {

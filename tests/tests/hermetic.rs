@@ -7,17 +7,10 @@ use std::path::Path;
 
 use hark_tests::skills::{COUNTER, install, probe, wat};
 use hark_tests::{
-    Hub, PATIENCE, Satellite, Setup, TempDir, audit_records, hub_status, run_hark, skill_entry,
-    text,
+    Hub, PATIENCE, Satellite, Setup, TempDir, audit_records, hub_status, run_hark, runtime,
+    skill_entry, text,
 };
 use serde_json::json;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Publishes "on" to `hark/skill/own/state`.
 fn publisher() -> Vec<u8> {

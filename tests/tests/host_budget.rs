@@ -25,7 +25,7 @@ use hark_hub::sandbox::host::{
 use hark_skill_sdk::abi::MAX_KV_TOTAL;
 use hark_tests::hermes::Rhasspy;
 use hark_tests::skills::{host_loop, install, wat};
-use hark_tests::{Hub, PATIENCE, Satellite, Setup, TempDir, audit_records};
+use hark_tests::{Hub, PATIENCE, Satellite, Setup, TempDir, audit_records, runtime};
 use serde_json::{Value, json};
 
 /// The deadline ends the call, never the fuel (see the module doc).
@@ -36,13 +36,6 @@ const ENDS_BY: Duration = Duration::from_millis(2500);
 /// The brief is < 50 ms; this is the margin for a busy machine. The printed
 /// figures are the measurement.
 const BYSTANDER_BY: Duration = Duration::from_millis(500);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn hub(state: &Path, skills: &Path, extra: &str) -> Hub {
     Hub::start_with(

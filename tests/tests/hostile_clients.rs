@@ -11,17 +11,10 @@ use std::time::{Duration, Instant};
 
 use hark_tests::skills::{self, hostile, install, wat};
 use hark_tests::{
-    HubProcess, Mosquitto, PATIENCE, Satellite, Setup, TempDir, audit_records, free_port,
+    HubProcess, Mosquitto, PATIENCE, Satellite, Setup, TempDir, audit_records, free_port, runtime,
     test_config, wait_online,
 };
 use serde_json::{Value, json};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn write_config(dir: &Path, broker_line: &str, setup: &Setup) -> PathBuf {
     let path = dir.join("hark.toml");

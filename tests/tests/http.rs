@@ -10,15 +10,8 @@ use std::time::{Duration, Instant};
 
 use hark_tests::http_server::HttpServer;
 use hark_tests::skills::{self, install, wat};
-use hark_tests::{Certs, Hub, Satellite, Setup, TempDir, audit_records};
+use hark_tests::{Certs, Hub, Satellite, Setup, TempDir, audit_records, runtime};
 use serde_json::{Value, json};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Text for a WAT string literal.
 fn wat_str(text: &str) -> String {

@@ -10,16 +10,9 @@ use hark_hub::sandbox::{self, Shape};
 use hark_tests::skills::{self, COUNTER, install, wat};
 use hark_tests::{
     Hub, PATIENCE, Satellite, Setup, TempDir, audit_records, hub_status as status, run_hark,
-    skill_entry, text,
+    runtime, skill_entry, text,
 };
 use serde_json::{Value, json};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn skills_table(skills: &Path) -> String {
     format!("[skills]\ndir = \"{}\"\n", skills.display())

@@ -6,15 +6,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use hark_tests::skills::{self, COUNTER, install, wat};
-use hark_tests::{Hub, Satellite, Setup, TempDir, free_port, run_hark, test_config, text};
+use hark_tests::{Hub, Satellite, Setup, TempDir, free_port, run_hark, runtime, test_config, text};
 use serde_json::{Value, json};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// `GET path` on the metrics listener: status line and body.
 fn get(port: u16, path: &str) -> (String, String) {

@@ -7,17 +7,10 @@ use std::time::Instant;
 
 use hark_tests::skills::{self, install};
 use hark_tests::{
-    Hub, PATIENCE, Satellite, Setup, TempDir, audit_records, run_hark, skill_entry, test_config,
-    text,
+    Hub, PATIENCE, Satellite, Setup, TempDir, audit_records, run_hark, runtime, skill_entry,
+    test_config, text,
 };
 use serde_json::{Value, json};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn hup() {
     let ok = std::process::Command::new("kill")

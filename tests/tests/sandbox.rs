@@ -7,16 +7,10 @@ use std::time::{Duration, Instant};
 
 use hark_tests::skills::{self, COUNTER, hostile, install, probe, wat};
 use hark_tests::{
-    Hub, PATIENCE, Satellite, Setup, TempDir, audit_records, hub_status as status, skill_entry,
+    Hub, PATIENCE, Satellite, Setup, TempDir, audit_records, hub_status as status, runtime,
+    skill_entry,
 };
 use serde_json::{Value, json};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A hub in `tier` serving the skills in `skills`, plus `extra` TOML tables.
 fn hub(state: &Path, tier: &str, skills: &Path, extra: &str) -> Hub {

@@ -6,15 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hark_tests::skills::{self, example_manifest, example_wasm, install};
-use hark_tests::{Hub, PATIENCE, Satellite, Setup, TempDir};
+use hark_tests::{Hub, PATIENCE, Satellite, Setup, TempDir, runtime};
 use serde_json::{Value, json};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn hark(dir: &Path, args: &[&str]) -> String {
     let out = hark_tests::run_hark(dir, args);

@@ -7,16 +7,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hark_tests::{
-    Hub, HubProcess, Mosquitto, PATIENCE, Satellite, Setup, TempDir, test_config, wait_online,
+    Hub, HubProcess, Mosquitto, PATIENCE, Satellite, Setup, TempDir, runtime, test_config,
+    wait_online,
 };
 use serde_json::{Value, json};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn write_config(dir: &Path, broker_line: &str) -> std::path::PathBuf {
     let path = dir.join("hark.toml");

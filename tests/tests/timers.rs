@@ -5,16 +5,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hark_tests::{
-    Hub, HubProcess, Mosquitto, PATIENCE, Satellite, Setup, TempDir, test_config, wait_online,
+    Hub, HubProcess, Mosquitto, PATIENCE, Satellite, Setup, TempDir, runtime, test_config,
+    wait_online,
 };
 use serde_json::json;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 #[test]
 fn a_one_second_timer_fires_its_event_and_rings_the_alarm() {
