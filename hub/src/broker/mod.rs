@@ -236,8 +236,12 @@ pub fn start(settings: &Settings, access: Arc<Access>) -> Result<BrokerHandle, B
     let joined = std::thread::Builder::new()
         .name("hark-broker".into())
         .spawn(move || {
+            // Blocking threads ask the gate (`provider`): one Argon2id check
+            // at a time (`gate::CHECKS_AT_ONCE`) and quick answers beside it.
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                .max_blocking_threads(4)
+                .thread_name("hark-broker-login")
                 .build()
             {
                 Ok(runtime) => runtime,

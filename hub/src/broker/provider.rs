@@ -19,13 +19,33 @@ use crate::satellites::gate::{Access, Hello, Refusal};
 
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+#[derive(Clone)]
 pub(super) struct GateProvider {
     pub(super) access: Arc<Access>,
     pub(super) clients: Arc<Mutex<Clients>>,
 }
 
+/// What the gate reads of a CONNECT, owned, to take to a blocking thread.
+struct Connect {
+    client_id: String,
+    username: Option<String>,
+    password: Option<Vec<u8>>,
+    clean_start: bool,
+}
+
+impl Connect {
+    fn of(packet: &ConnectPacket) -> Connect {
+        Connect {
+            client_id: packet.client_id.clone(),
+            username: packet.username.clone(),
+            password: packet.password.clone(),
+            clean_start: packet.clean_start,
+        }
+    }
+}
+
 impl GateProvider {
-    fn decide(&self, connect: &ConnectPacket, peer: SocketAddr) -> AuthResult {
+    fn decide(&self, connect: &Connect, peer: SocketAddr) -> AuthResult {
         let hello = Hello {
             client_id: &connect.client_id,
             username: connect.username.as_deref(),
@@ -73,8 +93,22 @@ impl AuthProvider for GateProvider {
         connect: &'a ConnectPacket,
         client_addr: SocketAddr,
     ) -> Boxed<'a, mqtt5::Result<AuthResult>> {
-        let decided = self.decide(connect, client_addr);
-        Box::pin(async move { Ok(decided) })
+        // A login not seen before costs an Argon2id check: tens of
+        // milliseconds, hundreds on a Pi. On the broker's own thread that
+        // would stall every client's traffic, so the gate is asked from a
+        // blocking thread (the broker's runtime keeps a few).
+        let provider = self.clone();
+        let connect = Connect::of(connect);
+        Box::pin(async move {
+            match tokio::task::spawn_blocking(move || provider.decide(&connect, client_addr)).await
+            {
+                Ok(decided) => Ok(decided),
+                Err(e) => {
+                    tracing::error!(peer = %client_addr, "the login check failed: {e}");
+                    Ok(AuthResult::fail(ReasonCode::ServerUnavailable))
+                }
+            }
+        })
     }
 
     fn authorize_publish<'a>(

@@ -5,11 +5,13 @@
 //! in a new one when `satellites.toml` changes ([`Access::replace`]) and
 //! closes the connections of satellites removed or rotated in it.
 //!
-//! An Argon2id check costs milliseconds of the broker's thread, so a login
-//! that succeeded once is remembered (as a SHA-256 of the password, in
-//! memory only, dropped when the satellite's hash changes), and failed checks
-//! are limited to [`CHECKS_PER_S`] a second: a flood of wrong passwords
-//! cannot take the broker's time from everyone else.
+//! An Argon2id check costs tens of milliseconds (hundreds on a Pi) and 7 MiB,
+//! so a login that succeeded once is remembered (as a SHA-256 of the
+//! password, in memory only, dropped when the satellite's hash changes),
+//! checks are limited to [`CHECKS_PER_S`] a second and [`CHECKS_AT_ONCE`] at
+//! a time, and the broker asks the gate from a blocking thread, never its own
+//! (`broker::provider`): a flood of wrong passwords cannot take the broker's
+//! time from everyone else.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -25,6 +27,10 @@ use crate::config::Credentials;
 
 /// Argon2id checks of logins not seen before, per second.
 pub const CHECKS_PER_S: u32 = 20;
+/// Argon2id checks running at once; a login that would be one more is
+/// refused (its client retries), so a flood holds at most this many threads
+/// and this many times 7 MiB.
+pub const CHECKS_AT_ONCE: usize = 1;
 /// Refusals recorded one by one per minute; the rest are counted.
 pub const REFUSALS_PER_MIN: u32 = 20;
 
@@ -76,6 +82,8 @@ pub struct Access {
     /// Satellite → SHA-256 of the password that last passed, and the stored hash it passed.
     passed: Mutex<HashMap<String, ([u8; 32], String)>>,
     checks: Mutex<Window>,
+    /// Argon2id checks running now.
+    checking: std::sync::atomic::AtomicUsize,
     refusals: Mutex<Window>,
     seen: Mutex<BTreeSet<String>>,
     /// Set once the hub's audit log is open (the broker starts before it).
@@ -130,6 +138,27 @@ impl Window {
     }
 }
 
+/// One of the [`CHECKS_AT_ONCE`] Argon2id checks, released when dropped.
+struct Checking<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Checking<'a> {
+    fn hold(running: &'a std::sync::atomic::AtomicUsize) -> Option<Checking<'a>> {
+        use std::sync::atomic::Ordering;
+        running
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < CHECKS_AT_ONCE).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Checking(running))
+    }
+}
+
+impl Drop for Checking<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// What [`Access::new`] needs to know.
 #[derive(Debug)]
 pub struct Settings<'a> {
@@ -156,6 +185,7 @@ impl Access {
             registry: RwLock::new(Arc::new(settings.registry)),
             passed: Mutex::new(HashMap::new()),
             checks: Mutex::new(Window::new(Duration::from_secs(1))),
+            checking: 0.into(),
             refusals: Mutex::new(Window::new(Duration::from_secs(60))),
             seen: Mutex::new(BTreeSet::new()),
             audit: std::sync::OnceLock::new(),
@@ -313,9 +343,9 @@ impl Access {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .admit(CHECKS_PER_S);
-        if !within {
+        let Some(_checking) = within.then(|| Checking::hold(&self.checking)).flatten() else {
             return Err("too many logins to check at once; try again in a second".into());
-        }
+        };
         let Ok(text) = std::str::from_utf8(password) else {
             return Err(format!("wrong password for satellite \"{username}\""));
         };
