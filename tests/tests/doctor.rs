@@ -139,3 +139,117 @@ fn an_unsigned_skill_in_the_trusted_tier_fails_naming_the_skill() {
         "{report}"
     );
 }
+
+/// `openssl` in `dir`, failing the test with what it said.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs (apt-get install openssl; ./test.sh does this)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn the_tls_listener_check_reads_the_files_as_the_broker_will_and_watches_the_end_date() {
+    let dir = TempDir::new("doctor-tls");
+    let state = dir.path().join("state");
+    let (plain, tls) = (free_port(), free_port());
+    let with = |cert: &Path, key: &Path| {
+        config(
+            dir.path(),
+            &state,
+            &format!(
+                "listen = \"127.0.0.1:{plain}\"\ntls_listen = \"127.0.0.1:{tls}\"\n\
+                 tls_cert = \"{}\"\ntls_key = \"{}\"",
+                cert.display(),
+                key.display()
+            ),
+            "",
+        )
+    };
+    let tls_line = |report: &str| {
+        report
+            .lines()
+            .find(|l| l[6..].starts_with("tls"))
+            .unwrap_or_else(|| panic!("no tls check: {report}"))
+            .to_string()
+    };
+
+    // A certificate for a year, its key private: ok, with its end date.
+    openssl(
+        dir.path(),
+        &[
+            "req",
+            "-x509",
+            "-days",
+            "400",
+            "-subj",
+            "/CN=localhost",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "year.key",
+            "-out",
+            "year.pem",
+        ],
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = dir.path().join("year.key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let year = with(&dir.path().join("year.pem"), &dir.path().join("year.key"));
+    let (_, report) = doctor(dir.path(), &year);
+    let line = tls_line(&report);
+    assert!(line.starts_with("ok    tls"), "{line}");
+    // openssl's own reading: "notAfter=Jan  7 14:31:05 2028 GMT".
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-enddate", "-noout", "-in", "year.pem"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let said = text(&out.stdout);
+    let year = said.split_whitespace().rev().nth(1).unwrap();
+    assert!(
+        line.contains(&format!("until {year}-")),
+        "names the end date openssl reads ({said}): {line}"
+    );
+
+    // The test CA's server certificate: two days left, key readable by all.
+    let certs = hark_tests::Certs::make(dir.path(), "short");
+    let (_, report) = doctor(dir.path(), &with(&certs.cert, &certs.key));
+    let line = tls_line(&report);
+    assert!(line.starts_with("warn  tls"), "{line}");
+    assert!(
+        line.contains("renew it") && (line.contains("tomorrow") || line.contains("in 2 days")),
+        "{line}"
+    );
+    assert!(line.contains("readable by everyone: chmod o-r"), "{line}");
+
+    // The key of another certificate, and a file that is no certificate:
+    // FAIL, naming the key to fix, as the hub would refuse to start.
+    let (code, report) = doctor(dir.path(), &with(&certs.cert, &dir.path().join("year.key")));
+    assert_eq!(code, Some(1), "{report}");
+    let line = tls_line(&report);
+    assert!(
+        line.starts_with("FAIL  tls") && line.contains("mqtt.tls_key"),
+        "{line}"
+    );
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let (code, report) = doctor(dir.path(), &with(&junk, &certs.key));
+    assert_eq!(code, Some(1), "{report}");
+    let line = tls_line(&report);
+    assert!(
+        line.starts_with("FAIL  tls") && line.contains("mqtt.tls_cert"),
+        "{line}"
+    );
+}

@@ -119,6 +119,12 @@ fn tls_error(key: &'static str, path: &Path, message: impl std::fmt::Display) ->
     }
 }
 
+/// Whether `mqtt.tls_listen`'s certificate and key load and go together, as
+/// the broker will read them at start (`hark doctor`).
+pub fn check_tls_files(tls: &TlsListen) -> Result<(), BrokerError> {
+    acceptor(&tls.cert, &tls.key).map(drop)
+}
+
 /// A rustls server config on the ring provider (never the process default,
 /// which another crate could have set to something else).
 fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, BrokerError> {

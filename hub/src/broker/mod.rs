@@ -16,7 +16,7 @@ mod clients;
 mod listener;
 mod provider;
 
-pub use listener::{ACCEPTS_PER_SOURCE_PER_SECOND, HANDSHAKE_TIMEOUT};
+pub use listener::{ACCEPTS_PER_SOURCE_PER_SECOND, HANDSHAKE_TIMEOUT, check_tls_files};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

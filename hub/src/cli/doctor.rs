@@ -58,6 +58,9 @@ pub fn run(config: &Config, config_file: Option<&Path>) -> Vec<Check> {
     )];
     checks.push(state_dir(&config.state_dir));
     checks.push(broker(config));
+    if let Some(tls) = &config.mqtt.tls_listen {
+        checks.push(tls_listener(tls));
+    }
     checks.push(speaker(config.audio.backend));
     checks.extend(skills(config));
     checks.push(clock());
@@ -138,12 +141,22 @@ fn state_dir(dir: &Path) -> Check {
 
 /// The uid of user `name`, from /etc/passwd.
 fn user_id(name: &str) -> Option<u32> {
+    user_ids(name).map(|(uid, _)| uid)
+}
+
+/// The uid and primary gid of user `name`, from /etc/passwd.
+fn user_ids(name: &str) -> Option<(u32, u32)> {
     std::fs::read_to_string("/etc/passwd")
         .ok()?
         .lines()
         .find_map(|line| {
             let mut fields = line.split(':');
-            (fields.next()? == name).then(|| fields.nth(1)?.parse().ok())?
+            if fields.next()? != name {
+                return None;
+            }
+            let uid = fields.nth(1)?.parse().ok()?;
+            let gid = fields.next()?.parse().ok()?;
+            Some((uid, gid))
         })
 }
 
@@ -287,6 +300,239 @@ fn broker(config: &Config) -> Check {
             Verdict::Fail,
             format!("{addr} accepts connections but does not answer MQTT: check the port"),
         ),
+    }
+}
+
+/// A certificate closer than this to its end is a warning.
+const EXPIRY_WARN_DAYS: i64 = 30;
+
+/// The embedded broker's TLS listener (`mqtt.tls_listen`): its certificate
+/// and key load and go together (as the broker reads them at start), the
+/// hub's user can read both, the key is not open to everyone, and the
+/// certificate is not past or near its end (satellites would refuse it).
+fn tls_listener(tls: &crate::config::TlsListen) -> Check {
+    const NAME: &str = "tls";
+    #[cfg(feature = "embedded-broker")]
+    if let Err(e) = crate::broker::check_tls_files(tls) {
+        return check(NAME, Verdict::Fail, e.to_string());
+    }
+    let mut verdict = Verdict::Ok;
+    let mut said = Vec::new();
+    for (key, path) in [("mqtt.tls_cert", &tls.cert), ("mqtt.tls_key", &tls.key)] {
+        match readable_by_hub(path) {
+            Ok(None) => {}
+            Ok(Some(problem)) => {
+                return check(NAME, Verdict::Fail, format!("{key}: {problem}"));
+            }
+            Err(e) => {
+                return check(
+                    NAME,
+                    Verdict::Fail,
+                    format!("{key}: {}: {e}", path.display()),
+                );
+            }
+        }
+    }
+    if let Ok(meta) = std::fs::metadata(&tls.key) {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o004 != 0 {
+            verdict = Verdict::Warn;
+            said.push(format!(
+                "the private key {} is readable by everyone: chmod o-r {}",
+                tls.key.display(),
+                tls.key.display()
+            ));
+        }
+    }
+    let ends = std::fs::read(&tls.cert).ok().and_then(|pem| {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let leaf = CertificateDer::pem_slice_iter(&pem).next()?.ok()?;
+        x509::not_after_days(&leaf)
+    });
+    let today = (crate::timers::now_ms() / 86_400_000) as i64;
+    match ends {
+        None => {
+            verdict = Verdict::Warn;
+            said.push("cannot read when the certificate ends".into());
+        }
+        Some(day) if day < today => {
+            return check(
+                NAME,
+                Verdict::Fail,
+                format!(
+                    "the certificate {} ended on {}: satellites refuse it; renew it",
+                    tls.cert.display(),
+                    x509::date(day)
+                ),
+            );
+        }
+        Some(day) if day - today < EXPIRY_WARN_DAYS => {
+            verdict = Verdict::Warn;
+            let left = match day - today {
+                0 => "today".to_string(),
+                1 => "tomorrow".to_string(),
+                n => format!("in {n} days"),
+            };
+            said.push(format!(
+                "the certificate ends on {} ({left}): renew it before satellites refuse it",
+                x509::date(day)
+            ));
+        }
+        Some(day) => said.insert(
+            0,
+            format!(
+                "{} serves {} until {}",
+                tls.listen,
+                tls.cert.display(),
+                x509::date(day)
+            ),
+        ),
+    }
+    check(NAME, verdict, said.join("; "))
+}
+
+/// Why the hub's user (`hark` when there is one, else whoever runs this)
+/// cannot read `path`, if it cannot; supplementary groups are not looked at.
+fn readable_by_hub(path: &Path) -> std::io::Result<Option<String>> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    let Some((uid, gid)) = user_ids("hark") else {
+        // Whoever runs this runs the hub: the broker's own read above decides.
+        return Ok(None);
+    };
+    let mode = meta.mode();
+    let readable = uid == 0
+        || (meta.uid() == uid && mode & 0o400 != 0)
+        || (meta.gid() == gid && mode & 0o040 != 0)
+        || mode & 0o004 != 0;
+    Ok((!readable).then(|| {
+        format!(
+            "{} (uid {}, gid {}, mode {:o}) cannot be read by the hark user the hub runs as: \
+             sudo chown hark {}",
+            path.display(),
+            meta.uid(),
+            meta.gid(),
+            mode & 0o777,
+            path.display()
+        )
+    }))
+}
+
+/// The dates of an X.509 certificate, read from its DER without a parser
+/// crate: only the path to `tbsCertificate.validity.notAfter`.
+mod x509 {
+    /// One DER element of `input`: its tag, its contents, and what follows it.
+    fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (first as usize, rest)
+        } else {
+            let n = (first & 0x7f) as usize;
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let len = rest[..n].iter().fold(0usize, |l, b| (l << 8) | *b as usize);
+            (len, &rest[n..])
+        };
+        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+    }
+
+    const SEQUENCE: u8 = 0x30;
+    const VERSION: u8 = 0xa0;
+    const UTC_TIME: u8 = 0x17;
+    const GENERALIZED_TIME: u8 = 0x18;
+
+    /// The day (since 1970-01-01) after which the certificate is no longer valid.
+    pub fn not_after_days(der: &[u8]) -> Option<i64> {
+        let (SEQUENCE, certificate, _) = element(der)? else {
+            return None;
+        };
+        let (SEQUENCE, mut tbs, _) = element(certificate)? else {
+            return None;
+        };
+        if tbs.first() == Some(&VERSION) {
+            tbs = element(tbs)?.2;
+        }
+        // serialNumber, signature, issuer, then validity.
+        for _ in 0..3 {
+            tbs = element(tbs)?.2;
+        }
+        let (SEQUENCE, validity, _) = element(tbs)? else {
+            return None;
+        };
+        let (_, _not_before, rest) = element(validity)?;
+        let (tag, time, _) = element(rest)?;
+        let text = std::str::from_utf8(time).ok()?;
+        let (year, rest) = match tag {
+            UTC_TIME => {
+                let yy: i64 = text.get(..2)?.parse().ok()?;
+                (if yy < 50 { 2000 + yy } else { 1900 + yy }, text.get(2..)?)
+            }
+            GENERALIZED_TIME => (text.get(..4)?.parse().ok()?, text.get(4..)?),
+            _ => return None,
+        };
+        let month: u32 = rest.get(..2)?.parse().ok()?;
+        let day: u32 = rest.get(2..4)?.parse().ok()?;
+        ((1..=12).contains(&month) && (1..=31).contains(&day))
+            .then(|| days_from_civil(year, month, day))
+    }
+
+    /// Days since 1970-01-01 of a date in the proleptic Gregorian calendar
+    /// (Howard Hinnant's algorithm).
+    fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+        let y = if month <= 2 { year - 1 } else { year };
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let m = month as i64;
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day as i64 - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        era * 146_097 + doe - 719_468
+    }
+
+    /// `YYYY-MM-DD` of a day since 1970-01-01.
+    pub fn date(days: i64) -> String {
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        format!("{year:04}-{month:02}-{day:02}")
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn dates_round_trip_through_days() {
+            assert_eq!(days_from_civil(1970, 1, 1), 0);
+            assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+            for day in [0, 59, 60, 11_016, 11_017, 20_000, 24_000, 47_482] {
+                let d = date(day);
+                let (y, m, dd) = (&d[..4], &d[5..7], &d[8..]);
+                assert_eq!(
+                    days_from_civil(y.parse().unwrap(), m.parse().unwrap(), dd.parse().unwrap()),
+                    day,
+                    "{d}"
+                );
+            }
+            assert_eq!(date(20_789), "2026-12-02");
+            assert_eq!(date(47_482), "2100-01-01");
+        }
+
+        #[test]
+        fn broken_der_gives_none_never_a_panic() {
+            assert_eq!(not_after_days(b""), None);
+            assert_eq!(not_after_days(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
+            assert_eq!(not_after_days(&[0x30, 0x03, 0x30, 0x01, 0x02]), None);
+            assert_eq!(not_after_days(&[0x04, 0x00]), None);
+        }
     }
 }
 
