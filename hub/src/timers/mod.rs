@@ -105,9 +105,17 @@ struct Queue {
     /// Recent failed ranges of tickets, with why (a few are kept).
     failed: VecDeque<(u64, u64, String)>,
     stop: bool,
+    /// The writer waits for work: a change must wake it. While it writes,
+    /// it takes what was queued meanwhile without being woken.
+    writer_idle: bool,
 }
 
 const FAILURES_KEPT: usize = 16;
+
+/// When the last write carried more than one change, changes are coming
+/// faster than fsyncs finish: the writer waits this long for more, so that
+/// one fsync covers them. A lone change (a household's) is written at once.
+const GROUP_COMMIT_WAIT: Duration = Duration::from_micros(500);
 
 struct Inner {
     table: Mutex<TimerTable>,
@@ -145,8 +153,11 @@ impl Inner {
             queue.newest.insert(satellite.to_string(), ticket.0);
         }
         queue.done.push(done);
+        let wake = std::mem::take(&mut queue.writer_idle);
         drop(queue);
-        self.work.notify_one();
+        if wake {
+            self.work.notify_one();
+        }
         ticket
     }
 
@@ -498,12 +509,18 @@ impl Drop for TimerService {
 /// when it has grown. Ends when the service is dropped and the queue is empty.
 fn write_changes(inner: &Inner, mut files: Files) {
     let mut failing = false;
+    let mut last_batch = 0;
     loop {
+        if last_batch > 1 {
+            std::thread::sleep(GROUP_COMMIT_WAIT);
+        }
         let (lines, done, upto) = {
             let mut queue = inner.queue();
             while queue.lines.is_empty() && !queue.stop {
+                queue.writer_idle = true;
                 queue = inner.work.wait(queue).unwrap_or_else(|e| e.into_inner());
             }
+            queue.writer_idle = false;
             if queue.lines.is_empty() {
                 return;
             }
@@ -512,6 +529,7 @@ fn write_changes(inner: &Inner, mut files: Files) {
             (lines, done, queue.queued)
         };
         let first = upto + 1 - done.len() as u64;
+        last_batch = done.len();
         match files.append(&lines) {
             Ok(()) => {
                 if failing {
