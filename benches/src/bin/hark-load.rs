@@ -30,6 +30,9 @@
 //! every intent at once: the floor that broker and network alone impose.
 //! `--echo-event` makes it publish an event before each reply, as the hub
 //! does for `timer.set`: the floor for requests that answer with an event.
+//! `--echo-timers` also retains a one-timer list on `hark/timers/<sat>`
+//! before the reply: all that a timer change publishes (SPEC §8), the floor
+//! for `timer.set` and `timer.cancel`.
 //!
 //! `--broker external --port N` uses a broker already listening on
 //! 127.0.0.1:N, and `--responder none` starts no responder: for timing
@@ -65,6 +68,7 @@ struct Options {
     port: Option<u16>,
     hub_toml: String,
     echo_event: bool,
+    echo_list: bool,
     confirm: bool,
 }
 
@@ -83,6 +87,7 @@ fn parse_options() -> Options {
         port: None,
         hub_toml: String::new(),
         echo_event: false,
+        echo_list: false,
         confirm: false,
     };
     let mut args = std::env::args().skip(1);
@@ -122,6 +127,10 @@ fn parse_options() -> Options {
             "--protocol" => o.protocol = value(),
             "--hub-toml" => o.hub_toml = value(),
             "--echo-event" => o.echo_event = true,
+            "--echo-timers" => {
+                o.echo_event = true;
+                o.echo_list = true;
+            }
             "--confirm" => o.confirm = true,
             "--port" => {
                 o.port = Some(
@@ -165,7 +174,7 @@ fn usage(problem: &str) -> ! {
         "usage: hark-load [--broker embedded|mosquitto|external] [--port N] \
          [--responder hub|echo|none] [--sats N] \
          [--inflight K] [--seconds S] [--intent NAME] [--args JSON] [--skill dice|spin] \
-         [--expect ok|timeout] [--protocol native|hermes] [--hub-toml TOML] [--echo-event] \
+         [--expect ok|timeout] [--protocol native|hermes] [--hub-toml TOML] [--echo-event|--echo-timers] \
          [--confirm]"
     );
     std::process::exit(2)
@@ -230,7 +239,7 @@ fn client(port: u16, id: &str) -> (AsyncClient, rumqttc::EventLoop) {
 /// Answers every intent at once, on its own thread like the hub; with
 /// `with_event`, publishes an event before each reply, as `timer.set` does
 /// (`timer_started`): the floor for a request that answers with an event.
-fn start_echo(port: u16, with_event: bool) {
+fn start_echo(port: u16, with_event: bool, with_list: bool) {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -280,6 +289,18 @@ fn start_echo(port: u16, with_event: bool) {
                                         QoS::AtLeastOnce,
                                         false,
                                         event.to_string(),
+                                    )
+                                    .await;
+                            }
+                            if with_list {
+                                let list = json!([{"id": "t-1", "label": null, "state": "running",
+                                    "total_s": 3600, "remaining_s": 3600}]);
+                                let _ = client
+                                    .publish(
+                                        format!("hark/timers/{sat}"),
+                                        QoS::AtLeastOnce,
+                                        true,
+                                        list.to_string(),
                                     )
                                     .await;
                             }
@@ -693,7 +714,7 @@ fn main() {
             };
             hark_hub::broker::start(&settings, Arc::new(access)).unwrap();
             if o.responder == "echo" {
-                start_echo(port, o.echo_event);
+                start_echo(port, o.echo_event, o.echo_list);
             }
         }
         (_, "hub") => {
@@ -704,7 +725,7 @@ fn main() {
                 &o.hub_toml,
             ))
         }
-        (_, "echo") => start_echo(port, o.echo_event),
+        (_, "echo") => start_echo(port, o.echo_event, o.echo_list),
         _ => {}
     }
     wait_for_port(port);
