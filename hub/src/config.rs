@@ -312,6 +312,10 @@ pub struct AudioConfig {
     pub alarm_max: std::time::Duration,
 }
 
+/// Gives a config read again (first) the running config's (second) value
+/// of one key that needs a restart.
+type KeepRunning = fn(&mut Config, &Config);
+
 /// The validated configuration the hub runs on.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -371,23 +375,47 @@ impl Config {
 
     /// Keys whose change needs a restart: what listens, where state lives,
     /// what was started once (the broker link, the audit log, the speaker,
-    /// the worker threads, the timer table, the HTTP client).
-    pub const RESTART_KEYS: [&str; 12] = [
-        "state_dir",
-        "mqtt",
-        "audit",
-        "audio",
-        "timers",
-        "net",
-        "metrics",
-        "wyoming",
-        "hermes.enabled",
-        "skills.workers",
-        "skills.fuel_per_ms",
-        "confirm.timeout_s",
+    /// the worker threads, the timer table, the HTTP client). Each comes with
+    /// how a reload keeps the running value, so the two cannot drift apart.
+    const RESTART: [(&'static str, KeepRunning); 12] = [
+        ("state_dir", |new, old| {
+            // A `skills.dir` left to its default is under the state_dir in
+            // force, not under the one that waits for a restart.
+            let skills = new.table.get("skills").and_then(|t| t.as_table());
+            if skills.is_none_or(|t| !t.contains_key("dir")) {
+                new.skills.dir = old.state_dir.join("skills");
+            }
+            new.state_dir = old.state_dir.clone();
+        }),
+        ("mqtt", |new, old| new.mqtt = old.mqtt.clone()),
+        ("audit", |new, old| {
+            new.audit_path = old.audit_path.clone();
+            new.audit_checkpoint_every = old.audit_checkpoint_every;
+            new.audit_checkpoint_s = old.audit_checkpoint_s;
+            new.audit_max_bytes = old.audit_max_bytes;
+        }),
+        ("audio", |new, old| new.audio = old.audio.clone()),
+        ("timers", |new, old| new.timers = old.timers),
+        ("net", |new, old| new.net = old.net.clone()),
+        ("metrics", |new, old| {
+            new.metrics_listen = old.metrics_listen
+        }),
+        ("wyoming", |new, old| new.wyoming = old.wyoming.clone()),
+        ("hermes.enabled", |new, old| {
+            new.hermes.enabled = old.hermes.enabled;
+        }),
+        ("skills.workers", |new, old| {
+            new.skills.workers = old.skills.workers;
+        }),
+        ("skills.fuel_per_ms", |new, old| {
+            new.skills.fuel_per_ms = old.skills.fuel_per_ms;
+        }),
+        ("confirm.timeout_s", |new, old| {
+            new.confirm.timeout = old.confirm.timeout;
+        }),
     ];
 
-    /// The [`Config::RESTART_KEYS`] whose value in `self`'s file differs
+    /// The keys of [`Config::RESTART`] whose value in `self`'s file differs
     /// from `running`'s.
     pub fn needs_restart(&self, running: &Config) -> Vec<&'static str> {
         fn lookup<'a>(table: &'a toml::Table, key: &str) -> Option<&'a toml::Value> {
@@ -398,8 +426,9 @@ impl Config {
             }
             Some(value)
         }
-        Config::RESTART_KEYS
+        Config::RESTART
             .into_iter()
+            .map(|(key, _)| key)
             .filter(|key| lookup(&self.table, key) != lookup(&running.table, key))
             .collect()
     }
@@ -407,21 +436,9 @@ impl Config {
     /// `self` (a file read again) with what needs a restart taken from
     /// `running`: what a reload applies.
     pub fn reloadable_over(mut self, running: &Config) -> Config {
-        self.state_dir = running.state_dir.clone();
-        self.mqtt = running.mqtt.clone();
-        self.audit_path = running.audit_path.clone();
-        self.audit_checkpoint_every = running.audit_checkpoint_every;
-        self.audit_checkpoint_s = running.audit_checkpoint_s;
-        self.audit_max_bytes = running.audit_max_bytes;
-        self.audio = running.audio.clone();
-        self.timers = running.timers;
-        self.net = running.net.clone();
-        self.metrics_listen = running.metrics_listen;
-        self.wyoming = running.wyoming.clone();
-        self.hermes.enabled = running.hermes.enabled;
-        self.skills.workers = running.skills.workers;
-        self.skills.fuel_per_ms = running.skills.fuel_per_ms;
-        self.confirm.timeout = running.confirm.timeout;
+        for (_, keep) in Config::RESTART {
+            keep(&mut self, running);
+        }
         self
     }
 
@@ -926,6 +943,43 @@ mod tests {
             format!("{:?}", running.mqtt.broker)
         );
         assert_eq!(applied.source.as_deref(), Some(path));
+    }
+
+    #[test]
+    fn every_key_a_reload_cannot_apply_is_reported_and_keeps_its_running_value() {
+        let path = Path::new("hark.toml");
+        let running = Config::from_toml("", path).unwrap();
+        let edited = Config::from_toml(
+            "state_dir = \"/elsewhere\"\n\
+             [mqtt]\nlisten = \"127.0.0.1:1884\"\n\
+             [audit]\ncheckpoint_every = 7\ncheckpoint_s = 9\nmax_bytes = 1048576\n\
+             [audio]\nbackend = \"null\"\nalarm_max_s = 5\n\
+             [timers]\nmax_total = 100\n\
+             [net]\nhttp_response_kib = 16\n\
+             [metrics]\nlisten = \"127.0.0.1:9100\"\n\
+             [wyoming]\nlisten = \"127.0.0.1:10700\"\nsatellite = \"den\"\n\
+             [hermes]\nenabled = true\n\
+             [skills]\nworkers = 3\nfuel_per_ms = 1000\n\
+             [confirm]\ntimeout_s = 30\n",
+            path,
+        )
+        .unwrap();
+        let keys: Vec<&str> = Config::RESTART.iter().map(|(key, _)| *key).collect();
+        assert_eq!(edited.needs_restart(&running), keys);
+        // What a reload applies is the running config, to the last field.
+        let mut applied = edited.reloadable_over(&running);
+        applied.table = running.table.clone();
+        assert_eq!(format!("{applied:?}"), format!("{running:?}"));
+
+        // `skills.dir` reloads; when the file names it, it is applied.
+        let edited = Config::from_toml(
+            "state_dir = \"/elsewhere\"\n[skills]\ndir = \"/elsewhere/skills\"\n",
+            path,
+        )
+        .unwrap();
+        let applied = edited.reloadable_over(&running);
+        assert_eq!(applied.skills.dir, Path::new("/elsewhere/skills"));
+        assert_eq!(applied.state_dir, running.state_dir);
     }
 
     #[test]

@@ -619,7 +619,7 @@ impl Server {
     /// Reads the config file again (SIGHUP) and applies what can change
     /// while running: the tier, `[confirm] skills`, the Hermes mappings
     /// (and, through the skills' reload, trust keys, hermetic mode, grants
-    /// and `skills.dir`). What needs a restart ([`Config::RESTART_KEYS`]) keeps
+    /// and `skills.dir`). What needs a restart (`Config::RESTART`) keeps
     /// its running value, and is logged, audited and shown in the status.
     /// A file that no longer reads keeps everything as it was. Returns the
     /// config the skills are to be loaded under.
