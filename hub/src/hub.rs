@@ -1083,7 +1083,7 @@ impl Server {
     async fn publish_metrics(&self) {
         let metrics = &self.dispatcher.services().metrics;
         let mut payload = metrics.json(&self.dispatcher.gauges());
-        payload["hub"] = admin_facts(&self.dispatcher);
+        payload["hub"] = admin_facts(&self.dispatcher).await;
         self.outbox
             .send(Message {
                 topic: self.topics.metrics(),
@@ -1113,17 +1113,23 @@ fn shutting_down() -> Failure {
 }
 
 /// The hub's setup and its satellites, for the admin's eyes only.
-fn admin_facts(dispatcher: &Dispatcher) -> Value {
+async fn admin_facts(dispatcher: &Dispatcher) -> Value {
     let facts = dispatcher.facts();
     // Registered satellites, and when each last logged in (the embedded
-    // broker writes that, once a minute at most).
-    let satellites: Vec<Value> = crate::satellites::Registry::load(&facts.state_dir)
-        .map(|r| {
-            r.iter()
-                .map(|s| json!({"id": s.id, "last_seen": s.last_seen}))
-                .collect()
-        })
-        .unwrap_or_default();
+    // broker writes that, once a minute at most). A file read, so not on the
+    // loop that answers requests.
+    let state_dir = facts.state_dir.clone();
+    let satellites: Vec<Value> = tokio::task::spawn_blocking(move || {
+        crate::satellites::Registry::load(&state_dir)
+            .map(|r| {
+                r.iter()
+                    .map(|s| json!({"id": s.id, "last_seen": s.last_seen}))
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+    .await
+    .unwrap_or_default();
     json!({
         "config": facts.config,
         "broker": facts.broker,

@@ -353,6 +353,18 @@ fn on_the_embedded_broker_each_satellite_is_bound_to_its_own_topics() {
         refused("broker.publish") && refused("broker.subscribe"),
         "the broker's refusals of kitchen are audited"
     );
+
+    // The admin's status lists who is registered now: hall is gone.
+    let out = run_hark(dir.path(), &["--config", "hark.toml", "status", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = answer["metrics"]["hub"]["satellites"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no satellites in {answer}"))
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["kitchen"], "{answer}");
     hub.terminate();
 }
 
