@@ -400,7 +400,9 @@ impl Config {
         ("metrics", |new, old| {
             new.metrics_listen = old.metrics_listen
         }),
-        ("wyoming", |new, old| new.wyoming = old.wyoming.clone()),
+        ("wyoming.listen", |new, old| {
+            new.wyoming.listen = old.wyoming.listen
+        }),
         ("hermes.enabled", |new, old| {
             new.hermes.enabled = old.hermes.enabled;
         }),
@@ -957,7 +959,7 @@ mod tests {
              [timers]\nmax_total = 100\n\
              [net]\nhttp_response_kib = 16\n\
              [metrics]\nlisten = \"127.0.0.1:9100\"\n\
-             [wyoming]\nlisten = \"127.0.0.1:10700\"\nsatellite = \"den\"\n\
+             [wyoming]\nlisten = \"127.0.0.1:10700\"\n\
              [hermes]\nenabled = true\n\
              [skills]\nworkers = 3\nfuel_per_ms = 1000\n\
              [confirm]\ntimeout_s = 30\n",

@@ -617,7 +617,7 @@ struct Reload {
 
 impl Server {
     /// Reads the config file again (SIGHUP) and applies what can change
-    /// while running: the tier, `[confirm] skills`, the Hermes mappings
+    /// while running: the tier, `[confirm] skills`, the Hermes and Wyoming mappings
     /// (and, through the skills' reload, trust keys, hermetic mode, grants
     /// and `skills.dir`). What needs a restart (`Config::RESTART`) keeps
     /// its running value, and is logged, audited and shown in the status.

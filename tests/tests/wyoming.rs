@@ -8,26 +8,29 @@
 use std::time::{Duration, Instant};
 
 use hark_tests::wyoming::HomeAssistant;
-use hark_tests::{Hub, PATIENCE, Setup, TempDir, audit_records, free_port};
+use hark_tests::{Hub, PATIENCE, Setup, TempDir, audit_records, free_port, test_config};
 use serde_json::{Value, json};
+
+/// A hub listening for Wyoming on `port`, `extra` added to its `[wyoming]`
+/// section and `intents` to its `[wyoming.intents]`.
+fn setup(port: u16, extra: &str, intents: &str) -> Setup {
+    Setup {
+        tables: format!(
+            "[wyoming]\nlisten = \"127.0.0.1:{port}\"\n{extra}\n[wyoming.intents]\n\
+             HassStartTimer = \"timer.set\"\nHassCancelAllTimers = \"system.cancel\"\n\
+             HassCancelTimer = \"timer.cancel\"\nHassPauseTimer = \"timer.pause\"\n\
+             HassIncreaseTimer = \"timer.add\"\nHassTimerStatus = \"timer.status\"\n{intents}"
+        ),
+        ..Setup::default()
+    }
+}
 
 /// Runs `scenario` against a fresh hub listening for Wyoming on a free
 /// port, `extra` added to its `[wyoming]` section.
 fn with_hub(name: &str, extra: &str, scenario: impl FnOnce(&Hub, &mut HomeAssistant)) {
     let port = free_port();
     let dir = TempDir::new(name);
-    let hub = Hub::start_with(
-        dir.path(),
-        &Setup {
-            tables: format!(
-                "[wyoming]\nlisten = \"127.0.0.1:{port}\"\n{extra}\n[wyoming.intents]\n\
-                 HassStartTimer = \"timer.set\"\nHassCancelAllTimers = \"system.cancel\"\n\
-                 HassCancelTimer = \"timer.cancel\"\nHassPauseTimer = \"timer.pause\"\n\
-                 HassIncreaseTimer = \"timer.add\"\nHassTimerStatus = \"timer.status\"\n"
-            ),
-            ..Setup::default()
-        },
-    );
+    let hub = Hub::start_with(dir.path(), &setup(port, extra, ""));
     let mut ha = HomeAssistant::start(port);
     scenario(&hub, &mut ha);
     drop(ha);
@@ -360,4 +363,97 @@ fn a_client_outside_wyoming_allow_is_closed_unanswered_and_audited() {
             "{record}"
         );
     });
+}
+
+/// SIGHUP to this process, where the hub under test runs.
+fn hup() {
+    let ok = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -HUP");
+}
+
+/// Writes the hub's config with `extra` and `intents` (as [`setup`]),
+/// sends SIGHUP and waits for the reload's audit record (the `n`th), which
+/// must say the file was read and nothing waits for a restart.
+fn reload(hub: &Hub, port: u16, (extra, intents): (&str, &str), n: usize) {
+    let broker = format!("listen = \"127.0.0.1:{}\"", hub.port);
+    let text = test_config(&hub.state, &broker, &setup(port, extra, intents));
+    std::fs::write(hub.state.join("hark.toml"), text).unwrap();
+    hup();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let reloads: Vec<Value> = audit_records(&hub.audit_path())
+            .into_iter()
+            .filter(|r| r["rule"] == "config.reload")
+            .collect();
+        if let Some(record) = reloads.get(n - 1) {
+            assert_eq!(record["kind"], "load", "{record}");
+            let message = record["message"].as_str().unwrap_or_default();
+            assert!(!message.contains("restart"), "{record}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "no reload within {PATIENCE:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `ping` on a plain socket and its `pong`, read whole.
+fn ping(stream: &mut std::net::TcpStream) {
+    use std::io::{BufRead, Read, Write};
+    stream.write_all(b"{\"type\": \"ping\"}\n").unwrap();
+    let mut reader = std::io::BufReader::new(&*stream);
+    let mut header = String::new();
+    reader.read_line(&mut header).unwrap();
+    let header: Value = serde_json::from_str(&header).unwrap();
+    assert_eq!(header["type"], "pong", "{header}");
+    let mut data = vec![0; header["data_length"].as_u64().unwrap_or(0) as usize];
+    reader.read_exact(&mut data).unwrap();
+}
+
+#[test]
+fn a_sighup_applies_new_mappings_and_closes_connections_allow_no_longer_names() {
+    use std::io::Read;
+    let port = free_port();
+    let dir = TempDir::new("wyoming-reload");
+    let hub = Hub::start_with(dir.path(), &setup(port, "", ""));
+    let mut ha = HomeAssistant::start(port);
+    ha.connect("a");
+    let answer = ha.intent("a", "HassNevermind", json!([]), json!({}));
+    assert_eq!(answer["type"], "not-handled", "{answer}");
+
+    // The owner maps HassNevermind and names the listener's satellite: the
+    // open connection's next intent follows both.
+    reload(
+        &hub,
+        port,
+        ("satellite = \"den\"", "HassNevermind = \"system.cancel\"\n"),
+        1,
+    );
+    let answer = ha.intent("a", "HassNevermind", json!([]), json!({}));
+    assert_eq!(answer["type"], "handled", "{answer}");
+    let record = audited(&hub, |r| r["intent"] == "system.cancel");
+    assert_eq!(record["satellite"], "den", "{record}");
+
+    // Then allows only another address: an open, served connection is
+    // closed without sending anything more, and a new one is refused.
+    let mut open = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    open.set_read_timeout(Some(PATIENCE)).unwrap();
+    ping(&mut open);
+    reload(&hub, port, ("allow = [\"192.0.2.10\"]", ""), 2);
+    let mut rest = Vec::new();
+    let read = open.read_to_end(&mut rest);
+    assert!(
+        read.is_ok() && rest.is_empty(),
+        "the open connection was not closed: {read:?}, {rest:?}"
+    );
+    let record = audited(&hub, |r| r["rule"] == "wyoming.allow");
+    assert!(
+        record["message"].as_str().unwrap().contains("127.0.0.1"),
+        "{record}"
+    );
+    drop(ha);
+    hub.stop().unwrap();
 }

@@ -35,6 +35,13 @@ pub struct WyomingConfig {
     pub allow: Vec<Allowed>,
 }
 
+impl WyomingConfig {
+    /// Whether `wyoming.allow` lets `ip` connect.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        self.allow.iter().any(|a| a.contains(ip))
+    }
+}
+
 /// One `wyoming.allow` entry: an address, or a network as `addr/bits`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Allowed {

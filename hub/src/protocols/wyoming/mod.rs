@@ -49,18 +49,17 @@ pub fn start(setup: &Setup) -> Result<Option<Arc<dyn super::Adapter>>, HubError>
     let shared = Arc::new(server::Shared {
         dispatcher: setup.dispatcher.clone(),
         admit: setup.admit.clone(),
-        intents: setup.config.wyoming.intents.clone(),
-        satellite: setup.config.wyoming.satellite.clone(),
-        allow: setup.config.wyoming.allow.clone(),
+        settings: tokio::sync::watch::Sender::new(Arc::new(setup.config.wyoming.clone())),
         refusals: std::sync::Mutex::new(crate::satellites::gate::Window::new(
             std::time::Duration::from_secs(60),
         )),
         max_payload: setup.config.mqtt.max_payload,
         next_id: Default::default(),
     });
-    let task = tokio::spawn(server::listen(listener, shared));
+    let task = tokio::spawn(server::listen(listener, shared.clone()));
     Ok(Some(Arc::new(Wyoming {
         task: Mutex::new(Some(task)),
+        shared,
     })))
 }
 
@@ -68,9 +67,18 @@ pub fn start(setup: &Setup) -> Result<Option<Arc<dyn super::Adapter>>, HubError>
 #[derive(Debug)]
 struct Wyoming {
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    shared: Arc<server::Shared>,
 }
 
 impl super::Adapter for Wyoming {
+    /// Intents, `satellite` and `allow` from the next event on; a
+    /// connection `allow` no longer names is closed.
+    fn reconfigure(&self, config: &crate::config::Config) {
+        self.shared
+            .settings
+            .send_replace(Arc::new(config.wyoming.clone()));
+    }
+
     /// Closes the listener and every connection.
     fn stop(&self) {
         if let Some(task) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {

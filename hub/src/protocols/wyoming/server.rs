@@ -3,7 +3,6 @@
 //! hub's loop for admission under its satellite's key, like any request,
 //! and its answer comes back to the connection that asked.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,10 +12,11 @@ use hark_skill_sdk::{ErrorCode, Reply};
 use serde_json::{Value, json};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use super::PROTOCOL;
+use super::config::WyomingConfig;
 use super::event::{self, Event, Read};
 use super::mapping::{self, Asker};
 use crate::dispatch::Dispatcher;
@@ -36,10 +36,10 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Shared {
     pub dispatcher: Arc<Dispatcher>,
     pub admit: mpsc::Sender<Inbound>,
-    pub intents: BTreeMap<String, String>,
-    pub satellite: Option<String>,
-    /// `wyoming.allow`: who may connect.
-    pub allow: Vec<super::config::Allowed>,
+    /// `[wyoming]` as last read: its intents, satellite and `allow` apply
+    /// to the next event of every connection after a reload (its `listen`
+    /// waits for a restart).
+    pub settings: watch::Sender<Arc<WyomingConfig>>,
     /// Refused connections audited this minute (a scanner must not fill the log).
     pub refusals: std::sync::Mutex<crate::satellites::gate::Window>,
     pub max_payload: usize,
@@ -54,7 +54,7 @@ pub async fn listen(listener: TcpListener, shared: Arc<Shared>) {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    if !shared.allow.iter().any(|a| a.contains(peer.ip())) {
+                    if !shared.settings().allows(peer.ip()) {
                         refuse(&shared, peer);
                         continue;
                     }
@@ -121,29 +121,42 @@ async fn too_many(mut stream: TcpStream) {
     let _ = tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&error.encode())).await;
 }
 
-/// One connection: events in, one answer each, in order.
+/// One connection: events in, one answer each, in order. A reload that
+/// takes its address out of `wyoming.allow` closes it at once.
 async fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
-    let asker = Asker {
-        fixed: shared.satellite.clone(),
-        peer: mapping::peer_satellite(peer),
-    };
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
+    let mut reloads = shared.settings.subscribe();
     loop {
-        let read =
-            match tokio::time::timeout(IDLE_TIMEOUT, event::read(&mut reader, shared.max_payload))
-                .await
-            {
-                Err(_) => {
-                    tracing::debug!(%peer, "Wyoming connection idle; closed");
-                    return;
+        let read = tokio::time::timeout(IDLE_TIMEOUT, event::read(&mut reader, shared.max_payload));
+        tokio::pin!(read);
+        let read = loop {
+            tokio::select! {
+                read = &mut read => break read,
+                Ok(()) = reloads.changed() => {
+                    if !reloads.borrow_and_update().allows(peer.ip()) {
+                        refuse(shared, peer);
+                        return;
+                    }
                 }
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "Wyoming connection: {e}");
-                    return;
-                }
-                Ok(Ok(read)) => read,
-            };
+            }
+        };
+        let read = match read {
+            Err(_) => {
+                tracing::debug!(%peer, "Wyoming connection idle; closed");
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, "Wyoming connection: {e}");
+                return;
+            }
+            Ok(Ok(read)) => read,
+        };
+        let settings = shared.settings();
+        let asker = Asker {
+            fixed: settings.satellite.clone(),
+            peer: mapping::peer_satellite(peer),
+        };
         let answer = match read {
             Read::Closed => return,
             Read::Bad(failure) => {
@@ -152,7 +165,7 @@ async fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
                 log_reply("wyoming", &asker.satellite(None), &reply);
                 Some(mapping::error(&reply))
             }
-            Read::Event(event) => shared.answer(event, &asker).await,
+            Read::Event(event) => shared.answer(event, &asker, &settings).await,
         };
         let Some(answer) = answer else { continue };
         match tokio::time::timeout(WRITE_TIMEOUT, write.write_all(&answer.encode())).await {
@@ -170,11 +183,17 @@ async fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
 }
 
 impl Shared {
+    /// `[wyoming]` as last read.
+    pub fn settings(&self) -> Arc<WyomingConfig> {
+        self.settings.borrow().clone()
+    }
+
     /// The answer to one event, `None` for events the hub does not take
     /// (Wyoming peers drop what they do not know, and so does the hub).
-    async fn answer(&self, event: Event, asker: &Asker) -> Option<Event> {
+    async fn answer(&self, event: Event, asker: &Asker, settings: &WyomingConfig) -> Option<Event> {
+        let intents = &settings.intents;
         match event.kind.as_str() {
-            "describe" => Some(mapping::info(&self.dispatcher.registry(), &self.intents)),
+            "describe" => Some(mapping::info(&self.dispatcher.registry(), intents)),
             "ping" => Some(Event::new(
                 "pong",
                 json!({"text": event.data.get("text").cloned().unwrap_or(Value::Null)}),
@@ -185,7 +204,7 @@ impl Shared {
                     self.next_id.fetch_add(1, Ordering::Relaxed) + 1
                 );
                 let size = serde_json::to_vec(&event.data).map_or(0, |b| b.len());
-                let decoded = mapping::request(&event.data, &self.intents, asker, &id);
+                let decoded = mapping::request(&event.data, intents, asker, &id);
                 Some(self.run(decoded, size).await)
             }
             "transcript" | "recognize" => {
