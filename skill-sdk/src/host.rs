@@ -403,6 +403,9 @@ pub mod http {
     }
 
     impl Method {
+        /// Every method, in the order the ABI lists them.
+        pub const ALL: [Method; 4] = [Method::Get, Method::Post, Method::Put, Method::Delete];
+
         pub fn as_str(self) -> &'static str {
             match self {
                 Method::Get => "GET",
@@ -410,6 +413,13 @@ pub mod http {
                 Method::Put => "PUT",
                 Method::Delete => "DELETE",
             }
+        }
+
+        /// The method `name` names, in any case; `None` for one ABI 1 lacks.
+        pub fn from_name(name: &str) -> Option<Method> {
+            Method::ALL
+                .into_iter()
+                .find(|m| m.as_str().eq_ignore_ascii_case(name))
         }
     }
 

@@ -59,24 +59,8 @@ const HUB_HEADERS: &[&str] = &[
     "accept-encoding",
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    Get,
-    Post,
-    Put,
-    Delete,
-}
-
-impl Method {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Post => "POST",
-            Method::Put => "PUT",
-            Method::Delete => "DELETE",
-        }
-    }
-}
+/// The methods of ABI 1, as the SDK's skills name them.
+pub use hark_skill_sdk::host::http::Method;
 
 /// A request a skill asks for, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,23 +103,13 @@ impl Ask {
                 "the request is not {{\"method\", \"url\", \"headers\", \"body\"}} JSON: {e}"
             ))
         })?;
-        let method = match raw
-            .method
-            .as_deref()
-            .unwrap_or("GET")
-            .to_ascii_uppercase()
-            .as_str()
-        {
-            "GET" => Method::Get,
-            "POST" => Method::Post,
-            "PUT" => Method::Put,
-            "DELETE" => Method::Delete,
-            other => {
-                return Err(AskError::Invalid(format!(
-                    "method \"{other}\": only GET, POST, PUT and DELETE"
-                )));
-            }
-        };
+        let name = raw.method.as_deref().unwrap_or("GET");
+        let method = Method::from_name(name).ok_or_else(|| {
+            AskError::Invalid(format!(
+                "method \"{}\": only GET, POST, PUT and DELETE",
+                name.to_ascii_uppercase()
+            ))
+        })?;
         let (origin, path) = HttpOrigin::of_url(&raw.url).map_err(AskError::Invalid)?;
         let body = raw.body.unwrap_or_default().into_bytes();
         if body.len() > MAX_REQUEST_BODY {
