@@ -26,6 +26,14 @@ use tokio::sync::mpsc;
 /// because CI machines are slow; tests assert behaviour, not speed.
 pub const PATIENCE: Duration = Duration::from_secs(15);
 
+/// SIGHUP to this process, where a [`Hub`] under test runs: it reads its
+/// config file again. (nextest gives every test a process of its own.)
+pub fn sighup_this_process() {
+    // SAFETY: kill only sends a signal, to this very process.
+    let sent = unsafe { libc::kill(std::process::id() as i32, libc::SIGHUP) };
+    assert_eq!(sent, 0, "kill -HUP: {}", std::io::Error::last_os_error());
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -409,14 +409,7 @@ fn a_sighup_while_a_satellite_asks_does_not_delay_built_in_replies() {
         install(skills_dir.path(), name, json!({}), &big);
     }
     let hub = hub(state.path(), skills_dir.path());
-    let hup = || {
-        let ok = std::process::Command::new("kill")
-            .args(["-HUP", &std::process::id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    };
+    let hup = hark_tests::sighup_this_process;
     runtime().block_on(async {
         let mut sat = Satellite::connect(hub.port, &hub.prefix, "kitchen").await;
         let mut watcher = Satellite::connect_as(hub.port, &hub.prefix, "watch").await;

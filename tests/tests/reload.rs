@@ -12,15 +12,6 @@ use hark_tests::{
 };
 use serde_json::{Value, json};
 
-fn hup() {
-    let ok = std::process::Command::new("kill")
-        .args(["-HUP", &std::process::id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -HUP");
-}
-
 /// `hark status --json` with the config file `config` in `state`.
 fn status_json(state: &std::path::Path, config: &str) -> Value {
     let config = state.join(config);
@@ -84,7 +75,7 @@ fn a_sighup_applies_a_new_tier_and_names_what_needs_a_restart() {
         watcher
             .subscribe(&format!("{}/hub/status", hub.prefix))
             .await;
-        hup();
+        hark_tests::sighup_this_process();
         let since = Instant::now();
         watcher
             .wait_for(PATIENCE, |_, status| {
@@ -145,7 +136,7 @@ fn a_sighup_applies_a_new_tier_and_names_what_needs_a_restart() {
     )
     .unwrap();
     std::fs::write(state.path().join("hark.toml"), "tier = \"bold\"\n").unwrap();
-    hup();
+    hark_tests::sighup_this_process();
     let since = Instant::now();
     let records = loop {
         assert!(

@@ -631,14 +631,7 @@ fn sighup_reloads_skills_and_a_bad_new_version_leaves_the_old_one_serving() {
     let (state, skills_dir) = (TempDir::new("sb-hup"), TempDir::new("sb-hup-skills"));
     install(skills_dir.path(), "counter", json!({}), &wat(COUNTER));
     let hub = hub(state.path(), "convenient", skills_dir.path(), "");
-    let hup = || {
-        let ok = std::process::Command::new("kill")
-            .args(["-HUP", &std::process::id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    };
+    let hup = hark_tests::sighup_this_process;
     runtime().block_on(async {
         let mut sat = Satellite::connect(hub.port, &hub.prefix, "kitchen").await;
         assert_eq!(sat.request("counter", json!({})).await["speech"], "count 1");

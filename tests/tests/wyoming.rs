@@ -365,16 +365,6 @@ fn a_client_outside_wyoming_allow_is_closed_unanswered_and_audited() {
     });
 }
 
-/// SIGHUP to this process, where the hub under test runs.
-fn hup() {
-    let ok = std::process::Command::new("kill")
-        .args(["-HUP", &std::process::id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -HUP");
-}
-
 /// Writes the hub's config with `extra` and `intents` (as [`setup`]),
 /// sends SIGHUP and waits for the reload's audit record (the `n`th), which
 /// must say the file was read and nothing waits for a restart.
@@ -382,7 +372,7 @@ fn reload(hub: &Hub, port: u16, (extra, intents): (&str, &str), n: usize) {
     let broker = format!("listen = \"127.0.0.1:{}\"", hub.port);
     let text = test_config(&hub.state, &broker, &setup(port, extra, intents));
     std::fs::write(hub.state.join("hark.toml"), text).unwrap();
-    hup();
+    hark_tests::sighup_this_process();
     let deadline = Instant::now() + PATIENCE;
     loop {
         let reloads: Vec<Value> = audit_records(&hub.audit_path())
