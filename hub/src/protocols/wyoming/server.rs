@@ -153,6 +153,11 @@ async fn serve(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
             Ok(Ok(read)) => read,
         };
         let settings = shared.settings();
+        if !settings.allows(peer.ip()) {
+            // Read in the same instant as the reload that shut it out.
+            refuse(shared, peer);
+            return;
+        }
         let asker = Asker {
             fixed: settings.satellite.clone(),
             peer: mapping::peer_satellite(peer),
