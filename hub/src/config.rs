@@ -369,6 +369,9 @@ impl Config {
         })?;
         let mut config = raw.validate()?;
         config.source = Some(path.to_path_buf());
+        // A second parse, for the raw table a reload compares: deserializing
+        // the settings from a parsed table instead would lose the line and
+        // column that the errors above point at. Start and reload only.
         config.table = toml::from_str(text).unwrap_or_default();
         Ok(config)
     }
