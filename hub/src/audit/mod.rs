@@ -45,7 +45,7 @@ pub use error::AuditError;
 pub use record::{Decision, Kind, Record};
 pub use shared::Audit;
 pub use sync::{SyncJob, head_path};
-pub use timestamp::format_timestamp;
+pub use timestamp::{civil_from_days, days_from_civil, format_timestamp};
 pub use verify::{Checks, VerifyError, VerifyReport, verify, verify_with};
 
 /// Requests can carry what people said at home: no world access.

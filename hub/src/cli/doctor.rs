@@ -422,6 +422,8 @@ fn readable_by_hub(path: &Path) -> std::io::Result<Option<String>> {
 /// The dates of an X.509 certificate, read from its DER without a parser
 /// crate: only the path to `tbsCertificate.validity.notAfter`.
 mod x509 {
+    use crate::audit::{civil_from_days, days_from_civil};
+
     /// One DER element of `input`: its tag, its contents, and what follows it.
     fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         let (&tag, rest) = input.split_first()?;
@@ -479,29 +481,9 @@ mod x509 {
             .then(|| days_from_civil(year, month, day))
     }
 
-    /// Days since 1970-01-01 of a date in the proleptic Gregorian calendar
-    /// (Howard Hinnant's algorithm).
-    fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-        let y = if month <= 2 { year - 1 } else { year };
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let m = month as i64;
-        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day as i64 - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        era * 146_097 + doe - 719_468
-    }
-
     /// `YYYY-MM-DD` of a day since 1970-01-01.
     pub fn date(days: i64) -> String {
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
+        let (year, month, day) = civil_from_days(days);
         format!("{year:04}-{month:02}-{day:02}")
     }
 
