@@ -198,10 +198,7 @@ fn on_mosquitto_with_the_generated_acl_each_satellite_is_bound_to_its_own_topics
     let mosquitto = Mosquitto::start_with(port, &auth);
     let hub = HubProcess::spawn(dir.path(), &dir.path().join("hark.toml"));
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = hark_tests::runtime();
     rt.block_on(async {
         attack(port, &kitchen_pw, &hall_pw).await;
 
@@ -285,10 +282,7 @@ fn on_the_embedded_broker_each_satellite_is_bound_to_its_own_topics() {
     let (dir, kitchen_pw, hall_pw) =
         registered("sat-embedded", &format!("listen = \"127.0.0.1:{port}\""));
     let hub = HubProcess::spawn(dir.path(), &dir.path().join("hark.toml"));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = hark_tests::runtime();
     rt.block_on(async {
         attack(port, &kitchen_pw, &hall_pw).await;
         // The hub's client id is the hub's login's alone: a satellite that
